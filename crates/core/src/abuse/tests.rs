@@ -1,0 +1,147 @@
+use std::time::Duration;
+
+use super::*;
+use crate::decision::retry_after_secs;
+
+const T0: Timestamp = Timestamp::from_secs(1_000);
+
+fn policy() -> EscalationPolicy {
+    EscalationPolicy {
+        strikes: 3,
+        strike_window: Duration::from_secs(60),
+        first_block: Duration::from_secs(60),
+        max_block: Duration::from_secs(300),
+        forget_offences_after: Duration::from_secs(3_600),
+    }
+}
+
+#[test]
+fn a_client_that_waits_the_rounded_up_retry_after_is_never_struck() {
+    let policy = policy();
+    let mut state = Escalation::default();
+    let mut now = T0;
+    for wait_ms in [1, 999, 1_000, 1_001, 59_999, 60_000, 12_345] {
+        let wait = Duration::from_millis(wait_ms);
+        state.on_rejection(now, wait);
+        now = now + Duration::from_secs(retry_after_secs(wait));
+        assert_eq!(state.on_request(&policy, now), Gate::Pass { struck: false });
+    }
+    // Even the exact (millisecond) instant from the problem body is on time.
+    state.on_rejection(now, Duration::from_millis(1_500));
+    now = now + Duration::from_millis(1_500);
+    assert_eq!(state.on_request(&policy, now), Gate::Pass { struck: false });
+}
+
+#[test]
+fn a_hammering_client_is_blocked_after_exactly_the_configured_strikes() {
+    let policy = policy();
+    let mut state = Escalation::default();
+    state.on_rejection(T0, Duration::from_secs(10));
+    let early = T0 + Duration::from_millis(1);
+    assert_eq!(
+        state.on_request(&policy, early),
+        Gate::Pass { struck: true }
+    );
+    assert_eq!(
+        state.on_request(&policy, early),
+        Gate::Pass { struck: true }
+    );
+    let third = state.on_request(&policy, early);
+    assert_eq!(
+        third,
+        Gate::Blocked {
+            until: early + Duration::from_secs(60),
+            now_blocked: true
+        }
+    );
+    assert_eq!(
+        state.on_request(&policy, early + Duration::from_secs(59)),
+        Gate::Blocked {
+            until: early + Duration::from_secs(60),
+            now_blocked: false
+        }
+    );
+    assert_eq!(
+        state.on_request(&policy, early + Duration::from_secs(60)),
+        Gate::Pass { struck: false }
+    );
+}
+
+#[test]
+fn strikes_spread_wider_than_the_strike_window_do_not_block() {
+    let policy = policy();
+    let mut state = Escalation::default();
+    let mut now = T0;
+    for _ in 0..10 {
+        state.on_rejection(now, Duration::from_secs(100));
+        assert_eq!(state.on_request(&policy, now), Gate::Pass { struck: true });
+        now = now + Duration::from_secs(31);
+        assert_eq!(state.on_request(&policy, now), Gate::Pass { struck: true });
+        now = now + Duration::from_secs(31);
+    }
+}
+
+fn block(state: &mut Escalation, policy: &EscalationPolicy, now: Timestamp) -> Timestamp {
+    state.on_rejection(now, Duration::from_secs(5));
+    loop {
+        if let Gate::Blocked { until, .. } = state.on_request(policy, now) {
+            return until;
+        }
+    }
+}
+
+#[test]
+fn each_repeat_offence_blocks_twice_as_long_up_to_the_cap() {
+    let policy = policy();
+    let mut state = Escalation::default();
+    let mut now = T0;
+    let mut lengths = Vec::new();
+    for _ in 0..5 {
+        let until = block(&mut state, &policy, now);
+        lengths.push(until.saturating_since(now).as_secs());
+        now = until;
+    }
+    assert_eq!(lengths, [60, 120, 240, 300, 300]);
+    // After a long quiet spell the next block starts short again.
+    now = now + Duration::from_secs(7_200);
+    let until = block(&mut state, &policy, now);
+    assert_eq!(until.saturating_since(now).as_secs(), 60);
+}
+
+#[test]
+fn unblock_lifts_the_block_at_once() {
+    let policy = policy();
+    let tracker = AbuseTracker::new(policy);
+    tracker.on_rejection(&"k", T0, Duration::from_secs(30));
+    let mut gate = Gate::Pass { struck: false };
+    for _ in 0..3 {
+        gate = tracker.on_request(&"k", T0);
+    }
+    assert!(matches!(
+        gate,
+        Gate::Blocked {
+            now_blocked: true,
+            ..
+        }
+    ));
+    assert_eq!(tracker.blocked(T0).len(), 1);
+    assert!(tracker.unblock(&"k", T0));
+    assert_eq!(tracker.on_request(&"k", T0), Gate::Pass { struck: false });
+    assert!(tracker.blocked(T0).is_empty());
+    assert!(!tracker.unblock(&"k", T0), "nothing left to lift");
+}
+
+#[test]
+fn keys_in_good_standing_cost_nothing_and_calm_keys_are_forgotten() {
+    let tracker = AbuseTracker::new(policy());
+    assert_eq!(tracker.on_request(&1u32, T0), Gate::Pass { struck: false });
+    assert!(tracker.get(&1).is_none());
+    tracker.on_rejection(&1, T0, Duration::from_secs(1));
+    assert!(tracker.get(&1).is_some());
+    // A later rejection of another key in the same tracker sweeps the calm ones.
+    let later = T0 + Duration::from_secs(10);
+    for other in 2..2_000u32 {
+        tracker.on_rejection(&other, later, Duration::from_secs(1));
+    }
+    assert!(tracker.get(&1).is_none());
+}

@@ -1,0 +1,43 @@
+//! Aligned fixed windows: `[k·W, (k+1)·W)` since the epoch.
+
+use super::{LimitState, Peek};
+use crate::clock::nanos_of;
+use crate::quota::Quota;
+
+/// The count in the current aligned window.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FixedWindow {
+    /// Index of the window `count` belongs to (`now / W`).
+    window: u64,
+    count: u32,
+}
+
+impl LimitState for FixedWindow {
+    fn fresh(_: &Quota) -> Self {
+        Self::default()
+    }
+
+    fn peek(&mut self, quota: &Quota, now: u64) -> Peek {
+        let width = nanos_of(quota.rate.window());
+        let window = now / width;
+        if window != self.window {
+            self.window = window;
+            self.count = 0;
+        }
+        let window_ends_in = (window + 1) * width - now;
+        let limit = quota.rate.count();
+        if self.count < limit {
+            Peek::admit(limit - self.count - 1, window_ends_in)
+        } else {
+            Peek::reject(window_ends_in)
+        }
+    }
+
+    fn charge(&mut self, _: &Quota, _: u64) {
+        self.count += 1;
+    }
+
+    fn is_idle(&self, window_nanos: u64, now: u64) -> bool {
+        now / window_nanos != self.window
+    }
+}

@@ -1,0 +1,187 @@
+//! The sliding log: the instants of the last `count` admitted requests.
+//!
+//! Exactness is the point: a slot returns exactly `W` after the request that used
+//! it, as providers with a "rolling 60-second window" promise. Only the newest
+//! `count` instants can matter (a request is admitted iff the `count`-th newest
+//! has left the window), so the log is a ring of exactly `count` entries.
+//!
+//! To keep an active key near 100 bytes at `count = 50`, instants are stored as
+//! 16-bit offsets from a per-key base, in a resolution chosen per window so that a
+//! whole window fits in 60,000 steps: 1 µs up to 60 ms windows, 1 ms up to 60 s,
+//! 10 ms up to 10 min, and so on. An instant is rounded *up* to that resolution,
+//! so a slot can return late by less than one step, never early. Times on a
+//! millisecond grid are exact for every window up to 60 s.
+
+use super::{LimitState, Peek, div_ceil};
+use crate::clock::nanos_of;
+use crate::quota::Quota;
+
+/// The most steps a window may span, leaving room below `u16::MAX` for the
+/// rounding of the newest and oldest instants.
+const STEPS_PER_WINDOW: u64 = 60_000;
+
+/// The resolution in nanoseconds for a window: the smallest power of ten, from
+/// 1 µs up, that spans the window in at most [`STEPS_PER_WINDOW`] steps.
+pub(crate) fn resolution_nanos(window_nanos: u64) -> u64 {
+    let mut step = 1_000;
+    while window_nanos.div_ceil(step) > STEPS_PER_WINDOW {
+        step *= 10;
+    }
+    step
+}
+
+/// A ring of the newest admitted instants, oldest first.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RollingLog {
+    /// The instant, in resolution steps, that the offsets count from.
+    base: u64,
+    /// Offsets from `base`; its length is the quota's count once anything was
+    /// charged (no allocation for a key that was only ever rejected).
+    slots: Box<[u16]>,
+    /// Index of the oldest entry.
+    head: u32,
+    /// Number of entries in use.
+    len: u32,
+}
+
+impl RollingLog {
+    fn step_at(&self, index: u32) -> u64 {
+        let at = (self.head + index) as usize % self.slots.len();
+        self.base + u64::from(self.slots[at])
+    }
+
+    /// Keeps the newest `count` entries in a ring of exactly `count` (a tier change).
+    fn resize(&mut self, count: u32) {
+        let keep = self.len.min(count);
+        let skip = self.len - keep;
+        let mut slots = vec![0u16; count as usize].into_boxed_slice();
+        for (i, slot) in slots.iter_mut().take(keep as usize).enumerate() {
+            let at = (self.head + skip + i as u32) as usize % self.slots.len();
+            *slot = self.slots[at];
+        }
+        self.slots = slots;
+        self.head = 0;
+        self.len = keep;
+    }
+
+    /// Drops the entries whose slots have returned by `now`.
+    fn expire(&mut self, step: u64, window: u64, now: u64) {
+        while self.len > 0 && self.step_at(0) * step + window <= now {
+            self.head = (self.head + 1) % self.slots.len() as u32;
+            self.len -= 1;
+        }
+    }
+
+    /// Makes the oldest entry the base, so newer offsets fit in 16 bits.
+    fn rebase(&mut self) {
+        let shift = self.slots[self.head as usize];
+        for i in 0..self.len {
+            let at = (self.head + i) as usize % self.slots.len();
+            self.slots[at] -= shift;
+        }
+        self.base += u64::from(shift);
+    }
+}
+
+impl LimitState for RollingLog {
+    fn fresh(_: &Quota) -> Self {
+        Self::default()
+    }
+
+    fn peek(&mut self, quota: &Quota, now: u64) -> Peek {
+        let count = quota.rate.count();
+        let window = nanos_of(quota.rate.window());
+        let step = resolution_nanos(window);
+        if !self.slots.is_empty() && self.slots.len() != count as usize {
+            self.resize(count);
+        }
+        self.expire(step, window, now);
+        if self.len < count {
+            let oldest = if self.len == 0 {
+                div_ceil(now, step)
+            } else {
+                self.step_at(0)
+            };
+            Peek::admit(count - self.len - 1, oldest * step + window - now)
+        } else {
+            Peek::reject(self.step_at(0) * step + window - now)
+        }
+    }
+
+    fn charge(&mut self, quota: &Quota, now: u64) {
+        let count = quota.rate.count();
+        let step = resolution_nanos(nanos_of(quota.rate.window()));
+        if self.slots.len() != count as usize {
+            self.resize(count);
+        }
+        let mut at = div_ceil(now, step);
+        if self.len == 0 {
+            self.base = at;
+        } else {
+            // A clock that stepped back must not make the log go backwards.
+            at = at.max(self.step_at(self.len - 1));
+            if at - self.base > u64::from(u16::MAX) {
+                self.rebase();
+            }
+        }
+        let offset = u16::try_from(at - self.base).unwrap_or(u16::MAX);
+        let tail = (self.head + self.len) as usize % self.slots.len();
+        self.slots[tail] = offset;
+        self.len += 1;
+    }
+
+    fn is_idle(&self, window_nanos: u64, now: u64) -> bool {
+        self.len == 0
+            || self.step_at(self.len - 1) * resolution_nanos(window_nanos) + window_nanos <= now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::Rate;
+    use std::time::Duration;
+
+    #[test]
+    fn resolution_spans_a_window_in_at_most_sixty_thousand_steps() {
+        assert_eq!(resolution_nanos(60_000_000_000), 1_000_000);
+        assert_eq!(resolution_nanos(1_000_000_000), 100_000);
+        assert_eq!(resolution_nanos(61_000_000_000), 10_000_000);
+        assert_eq!(resolution_nanos(1_000_000), 1_000);
+    }
+
+    #[test]
+    fn seeds_example_slots_return_sixty_seconds_after_use() {
+        let quota = Quota::rolling(Rate::per_minute(50));
+        let mut log = RollingLog::fresh(&quota);
+        let s = 1_000_000_000;
+        let at = |secs: u64| 1_700_000_000 * s + secs * s;
+        assert_eq!(log.peek(&quota, at(0)).remaining, 49);
+        log.charge(&quota, at(0));
+        assert_eq!(log.peek(&quota, at(30)).remaining, 48);
+        log.charge(&quota, at(30));
+        // At 60 s the first slot is back: 49 left before this request.
+        let at_60 = log.peek(&quota, at(60));
+        assert_eq!(at_60.remaining, 48, "49 free, this one would use one");
+        assert_eq!(at_60.reset_after, Duration::from_secs(30));
+        assert_eq!(log.peek(&quota, at(90)).remaining, 49);
+    }
+
+    #[test]
+    fn a_long_busy_key_rebases_without_losing_entries() {
+        let quota = Quota::rolling(Rate::new(3, Duration::from_secs(60)));
+        let mut log = RollingLog::fresh(&quota);
+        let ms = 1_000_000;
+        let mut now = 5 * ms;
+        for _ in 0..10_000 {
+            if log.peek(&quota, now).admitted {
+                log.charge(&quota, now);
+            }
+            now += 7_777 * ms;
+        }
+        // Every 7.777 s, 3 per 60 s: in any minute at most 3 admitted.
+        let admitted: Vec<u64> = (0..log.len).map(|i| log.step_at(i)).collect();
+        assert_eq!(admitted.len(), 3);
+        assert!(admitted.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -1,0 +1,235 @@
+//! The in-process store: sharded, exact, and self-cleaning.
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::MutexGuard;
+use smallvec::SmallVec;
+
+use super::shards::{DEFAULT_SHARDS, Shards};
+use super::table::Table;
+use super::{Charge, Store, StoreError};
+use crate::clock::{Clock, Timestamp, nanos_of};
+use crate::decision::{Decision, LimitId, Verdict};
+
+/// The state of the limits whose keys hash to one shard.
+struct Shard<K> {
+    /// Indexed by [`LimitId`]; created on first use.
+    tables: Vec<Table<K>>,
+    /// When this shard next drops its idle keys (nanoseconds).
+    next_sweep: u64,
+}
+
+impl<K: Hash + Eq + Clone> Shard<K> {
+    fn table(&mut self, limit: LimitId, charge_quota: &crate::Quota) -> &mut Table<K> {
+        let index = limit.0 as usize;
+        if self.tables.len() <= index {
+            self.tables.resize_with(index + 1, || Table::Unused);
+        }
+        self.tables[index].prepare(charge_quota)
+    }
+}
+
+/// Limit state in this process's memory.
+///
+/// Keys are spread over 64 locks by hash; a decision locks only the shards its
+/// charges live in (in a fixed order, so two multi-limit decisions cannot
+/// deadlock), checks every limit, and charges them all or none. Keys whose windows
+/// have passed are dropped as the store is used (each shard sweeps itself at most
+/// every few seconds), so memory follows the active keys, not every key ever seen.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_core::{Charge, LimitId, ManualClock, MemoryStore, Quota, Rate, Timestamp};
+///
+/// let clock = ManualClock::new(Timestamp::from_secs(1_000));
+/// let store = MemoryStore::new(clock.clone());
+/// let per_key = Charge { limit: LimitId(0), key: 7u64, quota: Quota::rolling(Rate::per_minute(2)) };
+///
+/// assert!(store.decide_now(&[per_key.clone()]).is_admitted());
+/// clock.advance(Duration::from_secs(30));
+/// assert!(store.decide_now(&[per_key.clone()]).is_admitted());
+/// let third = store.decide_now(&[per_key.clone()]);
+/// assert_eq!(third.retry_after(), Some(Duration::from_secs(30)));
+/// clock.advance(Duration::from_secs(30)); // the first slot returns
+/// assert!(store.decide_now(&[per_key]).is_admitted());
+/// ```
+pub struct MemoryStore<K> {
+    shards: Shards<Shard<K>>,
+    clock: Arc<dyn Clock>,
+    sweep_every: u64,
+}
+
+impl<K: Hash + Eq + Clone> MemoryStore<K> {
+    /// A store that reads time from `clock`, with 64 shards and a sweep of idle
+    /// keys every 5 s.
+    pub fn new(clock: impl Clock + 'static) -> Self {
+        Self::with_shards(clock, DEFAULT_SHARDS)
+    }
+
+    /// A store with `shards` locks (rounded up to a power of two).
+    pub fn with_shards(clock: impl Clock + 'static, shards: usize) -> Self {
+        Self {
+            shards: Shards::new(shards, || Shard {
+                tables: Vec::new(),
+                next_sweep: 0,
+            }),
+            clock: Arc::new(clock),
+            sweep_every: 5_000_000_000,
+        }
+    }
+
+    /// How often each shard drops its idle keys.
+    pub fn sweep_every(mut self, every: Duration) -> Self {
+        self.sweep_every = nanos_of(every).max(1);
+        self
+    }
+
+    /// Decides at the store clock's current instant.
+    pub fn decide_now(&self, charges: &[Charge<K>]) -> Decision {
+        self.decide_at(charges, self.clock.now())
+    }
+
+    /// Decides one request at `now`: admitted only if every charge admits it, and
+    /// then all are charged; otherwise none is.
+    pub fn decide_at(&self, charges: &[Charge<K>], now: Timestamp) -> Decision {
+        let now = now.as_nanos();
+        match charges {
+            [] => Decision::default(),
+            [one] => self.decide_one(one, now),
+            many => self.decide_many(many, now),
+        }
+    }
+
+    fn hash(&self, limit: LimitId, key: &K) -> u64 {
+        self.shards.hash(&(limit.0, key))
+    }
+
+    fn lock(&self, index: usize, now: u64) -> MutexGuard<'_, Shard<K>> {
+        let mut shard = self.shards.lock(index);
+        if now >= shard.next_sweep {
+            self.sweep_shard(&mut shard, now);
+        }
+        shard
+    }
+
+    fn sweep_shard(&self, shard: &mut Shard<K>, now: u64) {
+        for (limit, table) in shard.tables.iter_mut().enumerate() {
+            let limit = LimitId(limit as u32);
+            table.sweep(now, |k| self.hash(limit, k));
+        }
+        shard.next_sweep = now.saturating_add(self.sweep_every);
+    }
+
+    fn decide_one(&self, charge: &Charge<K>, now: u64) -> Decision {
+        let hash = self.hash(charge.limit, &charge.key);
+        let mut shard = self.lock(self.shards.index(hash), now);
+        let table = shard.table(charge.limit, &charge.quota);
+        let peek = table.peek(hash, &charge.key, &charge.quota, now);
+        if peek.admitted {
+            table.charge(hash, &charge.key, &charge.quota, now, |k| {
+                self.hash(charge.limit, k)
+            });
+        }
+        Decision::new([verdict(charge, peek, peek.admitted)])
+    }
+
+    fn decide_many(&self, charges: &[Charge<K>], now: u64) -> Decision {
+        let hashes: SmallVec<[u64; 4]> =
+            charges.iter().map(|c| self.hash(c.limit, &c.key)).collect();
+        let shard_of: SmallVec<[usize; 4]> = hashes.iter().map(|h| self.shards.index(*h)).collect();
+        // Lock each shard once, in ascending order: no deadlock between two
+        // decisions that need the same shards.
+        let mut order = shard_of.clone();
+        order.sort_unstable();
+        order.dedup();
+        let mut guards: SmallVec<[MutexGuard<'_, Shard<K>>; 4]> =
+            order.iter().map(|i| self.lock(*i, now)).collect();
+        let guard_of = |shard: usize| order.binary_search(&shard).unwrap_or(0);
+
+        let peeks: SmallVec<[_; 4]> = charges
+            .iter()
+            .zip(&hashes)
+            .zip(&shard_of)
+            .map(|((c, h), s)| {
+                let shard = &mut guards[guard_of(*s)];
+                shard
+                    .table(c.limit, &c.quota)
+                    .peek(*h, &c.key, &c.quota, now)
+            })
+            .collect();
+        let admitted = peeks.iter().all(|p| p.admitted);
+        if admitted {
+            for ((c, h), s) in charges.iter().zip(&hashes).zip(&shard_of) {
+                let shard = &mut guards[guard_of(*s)];
+                shard
+                    .table(c.limit, &c.quota)
+                    .charge(*h, &c.key, &c.quota, now, |k| self.hash(c.limit, k));
+            }
+        }
+        Decision::new(
+            charges
+                .iter()
+                .zip(peeks)
+                .map(|(c, p)| verdict(c, p, admitted)),
+        )
+    }
+
+    /// Drops every idle key now (the store also does this by itself as it is used;
+    /// call this from a timer to free memory while no request arrives).
+    pub fn sweep(&self) {
+        let now = self.clock.now().as_nanos();
+        for index in 0..self.shards.len() {
+            let mut shard = self.shards.lock(index);
+            self.sweep_shard(&mut shard, now);
+        }
+    }
+
+    /// How many `(limit, key)` states the store holds.
+    pub fn len(&self) -> usize {
+        (0..self.shards.len())
+            .map(|i| {
+                self.shards
+                    .lock(i)
+                    .tables
+                    .iter()
+                    .map(Table::len)
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// True when the store holds no state.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The verdict for one charge. When the decision as a whole was rejected, a limit
+/// that would have admitted was not charged, so its remaining count is one more
+/// than its peek said.
+fn verdict<K>(charge: &Charge<K>, peek: crate::algorithm::Peek, charged: bool) -> Verdict {
+    let remaining = if peek.admitted && !charged {
+        peek.remaining + 1
+    } else {
+        peek.remaining
+    };
+    Verdict {
+        limit: charge.limit,
+        admitted: peek.admitted,
+        quota: charge.quota.rate.count(),
+        remaining,
+        retry_after: peek.retry_after,
+        reset_after: peek.reset_after,
+    }
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync> Store<K> for MemoryStore<K> {
+    fn decide(
+        &self,
+        charges: &[Charge<K>],
+    ) -> impl std::future::Future<Output = Result<Decision, StoreError>> + Send {
+        std::future::ready(Ok(self.decide_now(charges)))
+    }
+}
