@@ -1,3 +1,50 @@
 //! `tollgate`: the one binary for both sides of a rate-limited API.
 
-fn main() {}
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Both sides of a rate-limited HTTP API: enforce limits exactly as a provider,
+/// live within them as an integrator.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Plan an even schedule of recurring requests inside a provider's limits.
+    ///
+    /// Example (the seeds' case: the user lists of 100 channels under 20/s):
+    ///
+    ///     tollgate plan --limit 20/s --tasks 100 --every 1s
+    Plan(commands::plan::PlanArgs),
+    /// Replay requests against a limit and count what was admitted, rejected
+    /// (429) and blocked (403).
+    ///
+    /// Examples:
+    ///
+    ///     tollgate simulate --limit 50/60s --pattern naive --for 5min
+    ///
+    ///     tollgate simulate --limit 50/60s --trace requests.txt
+    Simulate(commands::simulate::SimulateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Plan(args) => commands::plan::run(&args),
+        Command::Simulate(args) => commands::simulate::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tollgate: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

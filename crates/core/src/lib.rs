@@ -27,6 +27,7 @@ pub mod abuse;
 mod algorithm;
 mod clock;
 mod decision;
+pub mod enforce;
 pub mod plan;
 mod policy;
 mod quota;

@@ -33,7 +33,12 @@ impl LimitState for FixedWindow {
         }
     }
 
-    fn charge(&mut self, _: &Quota, _: u64) {
+    fn charge(&mut self, quota: &Quota, now: u64) {
+        let window = now / nanos_of(quota.rate.window());
+        if window != self.window {
+            self.window = window;
+            self.count = 0;
+        }
         self.count += 1;
     }
 

@@ -35,8 +35,8 @@ pub(crate) fn resolution_nanos(window_nanos: u64) -> u64 {
 pub(crate) struct RollingLog {
     /// The instant, in resolution steps, that the offsets count from.
     base: u64,
-    /// Offsets from `base`; its length is the quota's count once anything was
-    /// charged (no allocation for a key that was only ever rejected).
+    /// Offsets from `base`; its length is the largest count this key has had
+    /// since it was last idle (no allocation for a key never admitted).
     slots: Box<[u16]>,
     /// Index of the oldest entry.
     head: u32,
@@ -50,18 +50,15 @@ impl RollingLog {
         self.base + u64::from(self.slots[at])
     }
 
-    /// Keeps the newest `count` entries in a ring of exactly `count` (a tier change).
-    fn resize(&mut self, count: u32) {
-        let keep = self.len.min(count);
-        let skip = self.len - keep;
+    /// Grows the ring to `count` entries (a first charge, or a tier raise),
+    /// keeping every entry.
+    fn grow(&mut self, count: u32) {
         let mut slots = vec![0u16; count as usize].into_boxed_slice();
-        for (i, slot) in slots.iter_mut().take(keep as usize).enumerate() {
-            let at = (self.head + skip + i as u32) as usize % self.slots.len();
-            *slot = self.slots[at];
+        for (i, slot) in slots.iter_mut().take(self.len as usize).enumerate() {
+            *slot = self.slots[(self.head as usize + i) % self.slots.len()];
         }
         self.slots = slots;
         self.head = 0;
-        self.len = keep;
     }
 
     /// Drops the entries whose slots have returned by `now`.
@@ -92,9 +89,6 @@ impl LimitState for RollingLog {
         let count = quota.rate.count();
         let window = nanos_of(quota.rate.window());
         let step = resolution_nanos(window);
-        if !self.slots.is_empty() && self.slots.len() != count as usize {
-            self.resize(count);
-        }
         self.expire(step, window, now);
         if self.len < count {
             let oldest = if self.len == 0 {
@@ -104,15 +98,16 @@ impl LimitState for RollingLog {
             };
             Peek::admit(count - self.len - 1, oldest * step + window - now)
         } else {
-            Peek::reject(self.step_at(0) * step + window - now)
+            // The slot whose return brings the count below the limit.
+            Peek::reject(self.step_at(self.len - count) * step + window - now)
         }
     }
 
     fn charge(&mut self, quota: &Quota, now: u64) {
         let count = quota.rate.count();
         let step = resolution_nanos(nanos_of(quota.rate.window()));
-        if self.slots.len() != count as usize {
-            self.resize(count);
+        if self.slots.len() < count as usize {
+            self.grow(count);
         }
         let mut at = div_ceil(now, step);
         if self.len == 0 {

@@ -84,7 +84,8 @@ impl LimitState for SlidingCounter {
         Peek::reject(u64::try_from(wait.max(1)).unwrap_or(u64::MAX))
     }
 
-    fn charge(&mut self, _: &Quota, _: u64) {
+    fn charge(&mut self, quota: &Quota, now: u64) {
+        self.roll((now / nanos_of(quota.rate.window())) as u32);
         self.current = self.current.saturating_add(1);
     }
 

@@ -1,0 +1,21 @@
+//! One module per subcommand.
+
+pub mod plan;
+pub mod simulate;
+
+use std::time::Duration;
+
+use tollgate_core::Rate;
+
+/// Parses a limit for clap, with the core's teaching message on failure.
+pub fn rate(text: &str) -> Result<Rate, String> {
+    text.parse()
+        .map_err(|e: tollgate_core::ParseRateError| e.to_string())
+}
+
+/// Parses a duration for clap (`1s`, `250ms`, `5min`).
+pub fn duration(text: &str) -> Result<Duration, String> {
+    tollgate_core::parse_duration(text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{text}` is not a duration: write it like `1s`, `250ms` or `5min`"))
+}
