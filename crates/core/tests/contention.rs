@@ -4,7 +4,7 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use tollgate_core::{Charge, Clock, LimitId, ManualClock, MemoryStore, Quota, Rate, Timestamp};
+use tollgate_core::{Charge, LimitId, ManualClock, MemoryStore, Quota, Rate, Timestamp};
 
 const THREADS: usize = 8;
 const ROUNDS: usize = 10_000;

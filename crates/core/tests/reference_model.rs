@@ -10,9 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tollgate_core::{
-    Algorithm, Charge, Clock, LimitId, ManualClock, MemoryStore, Quota, Rate, Timestamp,
-};
+use tollgate_core::{Algorithm, Charge, LimitId, ManualClock, MemoryStore, Quota, Rate, Timestamp};
 
 const OPS_PER_CASE: usize = 16_384;
 const MS: u64 = 1_000_000;
