@@ -32,13 +32,31 @@ enum Command {
     ///
     ///     tollgate simulate --limit 50/60s --trace requests.txt
     Simulate(commands::simulate::SimulateArgs),
+    /// Run the gateway: enforce limits in front of an HTTP API.
+    ///
+    /// Example:
+    ///
+    ///     TOLLGATE_ADMIN_TOKEN=secret tollgate serve --config examples/gateway.toml
+    ///
+    /// `--check` validates the configuration without serving. SIGHUP (or
+    /// `POST /admin/reload`) reloads it without dropping connections or
+    /// resetting windows; SIGTERM finishes in-flight requests, then exits.
+    Serve(commands::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Plan(args) => commands::plan::run(&args),
         Command::Simulate(args) => commands::simulate::run(&args),
+        Command::Serve(args) => commands::serve::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

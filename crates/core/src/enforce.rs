@@ -1,11 +1,12 @@
 //! One request, start to end: escalation first, then every matching limit.
 
-use crate::abuse::{AbuseTracker, EscalationPolicy, Gate};
+use crate::abuse::{AbuseTracker, Escalated, EscalationPolicy, Gate};
 use crate::clock::Timestamp;
 use crate::decision::Decision;
 use crate::policy::{PolicySet, Subject};
 use crate::store::{Store, StoreError};
 use std::future::Future;
+use std::sync::Arc;
 
 /// What happens to a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,7 +18,7 @@ pub enum Outcome {
     Limited {
         /// Which limits rejected it and when to retry.
         decision: Decision,
-        /// True when the request came before the key's retry instant.
+        /// True when the request came before the key's retry instant (a strike).
         struck: bool,
     },
     /// The key is blocked for hammering: answer `403` without asking any limit.
@@ -53,7 +54,9 @@ pub enum Outcome {
 pub struct Enforcer<S> {
     policies: PolicySet,
     store: S,
-    abuse: AbuseTracker<u32>,
+    /// Shared with the enforcers of later configurations, so a reload neither
+    /// forgets a block nor pardons strikes.
+    abuse: Arc<AbuseTracker<u32>>,
 }
 
 impl<S: Store<u64>> Enforcer<S> {
@@ -62,7 +65,20 @@ impl<S: Store<u64>> Enforcer<S> {
         Self {
             policies,
             store,
-            abuse: AbuseTracker::new(escalation),
+            abuse: Arc::new(AbuseTracker::new(escalation)),
+        }
+    }
+
+    /// An enforcer of new `policies` over the same store and escalation state:
+    /// a policy whose name is unchanged keeps its slots (see [`PolicySet::reload`]).
+    pub fn reload(&self, policies: Vec<crate::Policy>) -> Self
+    where
+        S: Clone,
+    {
+        Self {
+            policies: self.policies.reload(policies),
+            store: self.store.clone(),
+            abuse: Arc::clone(&self.abuse),
         }
     }
 
@@ -83,21 +99,28 @@ impl<S: Store<u64>> Enforcer<S> {
 
     /// Decides one request that arrived at `now`.
     pub async fn check(&self, subject: &Subject, now: Timestamp) -> Result<Outcome, StoreError> {
-        let struck = match self.abuse.on_request(&subject.key, now) {
-            Gate::Blocked { until, now_blocked } => {
-                return Ok(Outcome::Blocked { until, now_blocked });
-            }
-            Gate::Pass { struck } => struck,
-        };
+        let (gate, tracked) = self.abuse.on_request(&subject.key, now);
+        if let Gate::Blocked { until } = gate {
+            return Ok(Outcome::Blocked {
+                until,
+                now_blocked: false,
+            });
+        }
         let charges = self.policies.charges(subject);
         let decision = self.store.decide(&charges).await?;
-        match decision.retry_after() {
-            None => Ok(Outcome::Admitted(decision)),
-            Some(wait) => {
-                self.abuse.on_rejection(&subject.key, now, wait);
-                Ok(Outcome::Limited { decision, struck })
+        let Some(wait) = decision.retry_after() else {
+            if tracked {
+                self.abuse.on_admission(&subject.key);
             }
-        }
+            return Ok(Outcome::Admitted(decision));
+        };
+        Ok(match self.abuse.on_rejection(&subject.key, now, wait) {
+            Escalated::Limited { struck } => Outcome::Limited { decision, struck },
+            Escalated::Blocked { until } => Outcome::Blocked {
+                until,
+                now_blocked: true,
+            },
+        })
     }
 
     /// [`check`](Self::check) for a store whose answer is immediate (the memory

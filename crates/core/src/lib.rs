@@ -24,7 +24,7 @@
 //! ```
 
 pub mod abuse;
-mod algorithm;
+pub mod algorithm;
 mod clock;
 mod decision;
 pub mod enforce;

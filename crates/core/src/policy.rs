@@ -91,8 +91,8 @@ pub struct Subject {
     pub increments: u32,
 }
 
-/// The policies of one gateway or one simulation, each with its [`LimitId`]
-/// (its index).
+/// The policies of one gateway or one simulation, each with the [`LimitId`] its
+/// state is kept under.
 ///
 /// ```
 /// use tollgate_core::{Endpoints, Policy, PolicySet, Quota, Rate, Scope, Subject};
@@ -112,36 +112,83 @@ pub struct Subject {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PolicySet {
-    policies: Vec<Policy>,
+    /// Each policy with the id its state is kept under.
+    entries: Vec<(LimitId, Policy)>,
+    /// The id the next new policy gets: ids are never reused, so a removed
+    /// policy's leftover state can never be mistaken for a new one's.
+    next_id: u32,
 }
 
 impl PolicySet {
     /// Policies in the order given; the first gets `LimitId(0)`.
     pub fn new(policies: Vec<Policy>) -> Self {
-        Self { policies }
+        Self::default().reload(policies)
     }
 
-    /// Every policy, indexed by its limit id.
-    pub fn policies(&self) -> &[Policy] {
-        &self.policies
+    /// The policies of a new configuration, keeping the id (and so the state:
+    /// the slots used, the counts) of every policy whose name is unchanged.
+    /// New names get fresh ids.
+    pub fn reload(&self, policies: Vec<Policy>) -> Self {
+        let mut next_id = self.next_id;
+        let entries = policies
+            .into_iter()
+            .map(|policy| {
+                let id = self.id_of(&policy.name).unwrap_or_else(|| {
+                    next_id += 1;
+                    LimitId(next_id - 1)
+                });
+                (id, policy)
+            })
+            .collect();
+        Self { entries, next_id }
+    }
+
+    /// The id of the policy named `name`.
+    pub fn id_of(&self, name: &str) -> Option<LimitId> {
+        self.entries
+            .iter()
+            .find(|(_, p)| p.name == name)
+            .map(|(id, _)| *id)
+    }
+
+    /// Every policy with its id, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = (LimitId, &Policy)> {
+        self.entries.iter().map(|(id, p)| (*id, p))
+    }
+
+    /// Every policy, in configuration order.
+    pub fn policies(&self) -> impl Iterator<Item = &Policy> {
+        self.entries.iter().map(|(_, p)| p)
+    }
+
+    /// How many policies.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there is no policy.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     /// The policy with this id.
     pub fn get(&self, limit: LimitId) -> Option<&Policy> {
-        self.policies.get(limit.0 as usize)
+        self.entries
+            .iter()
+            .find(|(id, _)| *id == limit)
+            .map(|(_, p)| p)
     }
 
     /// The charges for one request: one per policy that applies, keyed so that
     /// each scope counts the right budget.
     pub fn charges(&self, subject: &Subject) -> SmallVec<[Charge<u64>; 4]> {
-        self.policies
+        self.entries
             .iter()
-            .enumerate()
             .filter(|(_, p)| p.endpoints.contains(subject.endpoint))
-            .filter_map(|(i, p)| {
+            .filter_map(|(id, p)| {
                 let key = bucket_key(p.scope, subject)?;
                 Some(Charge {
-                    limit: LimitId(i as u32),
+                    limit: *id,
                     key,
                     quota: p.quota_for(subject.increments),
                 })

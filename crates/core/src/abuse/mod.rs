@@ -5,7 +5,9 @@
 //! ([`Escalation`]) and a concurrent map of them ([`AbuseTracker`]):
 //!
 //! * a `429` tells the key when its request would be admitted (the retry instant);
-//! * a request from that key *before* that instant is a **strike**;
+//! * a request from that key that comes *before* that instant, and is rejected
+//!   again, is a **strike** (an admitted request clears the instant: the key's
+//!   limit may have been raised meanwhile);
 //! * `strikes` strikes within `strike_window` **block** the key for `first_block`,
 //!   doubling (up to `max_block`) on every repeat offence;
 //! * a blocked key is refused outright (the gateway answers `403`) until the block
@@ -63,25 +65,36 @@ impl EscalationPolicy {
 /// What the escalation state says about a request, before any limit is asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gate {
-    /// Let the limits decide. `struck` is true when this request arrived before
-    /// the key's retry instant and counted as a strike.
-    Pass {
-        /// Whether this request was a strike.
-        struck: bool,
-    },
+    /// Let the limits decide.
+    Pass,
     /// The key is blocked until `until`; refuse without asking the limits.
     Blocked {
         /// When the block ends.
         until: Timestamp,
-        /// True when this very request caused the block.
-        now_blocked: bool,
+    },
+}
+
+/// What a rejection means for the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Escalated {
+    /// A `429`. `struck` is true when the request came before the key's retry
+    /// instant, and counted as a strike.
+    Limited {
+        /// Whether this request was a strike.
+        struck: bool,
+    },
+    /// This strike crossed the threshold: the key is blocked until `until`.
+    Blocked {
+        /// When the block ends.
+        until: Timestamp,
     },
 }
 
 /// The escalation state of one key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Escalation {
-    /// The key's last advertised retry instant; requests before it are strikes.
+    /// The key's last advertised retry instant; rejected requests before it are
+    /// strikes.
     retry_at: Timestamp,
     strikes: u32,
     first_strike_at: Timestamp,
@@ -92,16 +105,27 @@ pub struct Escalation {
 }
 
 impl Escalation {
-    /// Judges a request at `now`, counting it as a strike if it is early.
-    pub fn on_request(&mut self, policy: &EscalationPolicy, now: Timestamp) -> Gate {
-        if now < self.blocked_until {
-            return Gate::Blocked {
-                until: self.blocked_until,
-                now_blocked: false,
-            };
+    /// Whether a request at `now` may go on to the limits.
+    pub fn on_request(&self, now: Timestamp) -> Gate {
+        match self.blocked_until(now) {
+            Some(until) => Gate::Blocked { until },
+            None => Gate::Pass,
         }
-        if now >= self.retry_at {
-            return Gate::Pass { struck: false };
+    }
+
+    /// Records a `429` at `now` that told the client to wait `retry_after`. The
+    /// request is a strike if it came before the previous retry instant; enough
+    /// strikes within the strike window block the key.
+    pub fn on_rejection(
+        &mut self,
+        policy: &EscalationPolicy,
+        now: Timestamp,
+        retry_after: Duration,
+    ) -> Escalated {
+        let struck = now < self.retry_at;
+        self.retry_at = self.retry_at.max(now + retry_after);
+        if !struck {
+            return Escalated::Limited { struck: false };
         }
         if self.strikes == 0 || now.saturating_since(self.first_strike_at) >= policy.strike_window {
             self.strikes = 0;
@@ -109,7 +133,7 @@ impl Escalation {
         }
         self.strikes += 1;
         if self.strikes < policy.strikes {
-            return Gate::Pass { struck: true };
+            return Escalated::Limited { struck: true };
         }
         if self.offences > 0
             && now.saturating_since(self.last_block_at) >= policy.forget_offences_after
@@ -121,15 +145,15 @@ impl Escalation {
         self.last_block_at = now;
         self.strikes = 0;
         self.retry_at = Timestamp::EPOCH;
-        Gate::Blocked {
+        Escalated::Blocked {
             until: self.blocked_until,
-            now_blocked: true,
         }
     }
 
-    /// Records a `429` at `now` that told the client to wait `retry_after`.
-    pub fn on_rejection(&mut self, now: Timestamp, retry_after: Duration) {
-        self.retry_at = self.retry_at.max(now + retry_after);
+    /// Records an admitted request: whatever retry instant was advertised no
+    /// longer applies (the slot came back, or the key's limit was raised).
+    pub fn on_admission(&mut self) {
+        self.retry_at = Timestamp::EPOCH;
     }
 
     /// Lifts a block and forgets strikes (an admin's decision). Past offences still

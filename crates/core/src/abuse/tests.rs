@@ -20,50 +20,67 @@ fn a_client_that_waits_the_rounded_up_retry_after_is_never_struck() {
     let policy = policy();
     let mut state = Escalation::default();
     let mut now = T0;
-    for wait_ms in [1, 999, 1_000, 1_001, 59_999, 60_000, 12_345] {
+    for wait_ms in [1, 999, 1_000, 1_001, 59_999, 60_000, 12_345, 1_500] {
         let wait = Duration::from_millis(wait_ms);
-        state.on_rejection(now, wait);
+        // Rejected again right when it comes back (the worst luck): never a strike.
+        assert_eq!(
+            state.on_rejection(&policy, now, wait),
+            Escalated::Limited { struck: false }
+        );
         now = now + Duration::from_secs(retry_after_secs(wait));
-        assert_eq!(state.on_request(&policy, now), Gate::Pass { struck: false });
+        assert_eq!(state.on_request(now), Gate::Pass);
     }
     // Even the exact (millisecond) instant from the problem body is on time.
-    state.on_rejection(now, Duration::from_millis(1_500));
+    state.on_rejection(&policy, now, Duration::from_millis(1_500));
     now = now + Duration::from_millis(1_500);
-    assert_eq!(state.on_request(&policy, now), Gate::Pass { struck: false });
+    assert_eq!(
+        state.on_rejection(&policy, now, Duration::from_millis(10)),
+        Escalated::Limited { struck: false }
+    );
 }
 
 #[test]
 fn a_hammering_client_is_blocked_after_exactly_the_configured_strikes() {
     let policy = policy();
     let mut state = Escalation::default();
-    state.on_rejection(T0, Duration::from_secs(10));
+    let wait = Duration::from_secs(10);
+    assert_eq!(
+        state.on_rejection(&policy, T0, wait),
+        Escalated::Limited { struck: false }
+    );
     let early = T0 + Duration::from_millis(1);
     assert_eq!(
-        state.on_request(&policy, early),
-        Gate::Pass { struck: true }
+        state.on_rejection(&policy, early, wait),
+        Escalated::Limited { struck: true }
     );
     assert_eq!(
-        state.on_request(&policy, early),
-        Gate::Pass { struck: true }
+        state.on_rejection(&policy, early, wait),
+        Escalated::Limited { struck: true }
     );
-    let third = state.on_request(&policy, early);
+    let until = early + Duration::from_secs(60);
     assert_eq!(
-        third,
-        Gate::Blocked {
-            until: early + Duration::from_secs(60),
-            now_blocked: true
-        }
+        state.on_rejection(&policy, early, wait),
+        Escalated::Blocked { until }
     );
     assert_eq!(
-        state.on_request(&policy, early + Duration::from_secs(59)),
-        Gate::Blocked {
-            until: early + Duration::from_secs(60),
-            now_blocked: false
-        }
+        state.on_request(early + Duration::from_secs(59)),
+        Gate::Blocked { until }
     );
+    assert_eq!(state.on_request(until), Gate::Pass);
+}
+
+#[test]
+fn an_admitted_request_clears_the_retry_instant() {
+    // A limit raised while the key waits: its next requests are admitted, and
+    // a later rejection is not a strike.
+    let policy = policy();
+    let mut state = Escalation::default();
+    state.on_rejection(&policy, T0, Duration::from_secs(30));
+    state.on_admission();
+    let soon = T0 + Duration::from_secs(1);
     assert_eq!(
-        state.on_request(&policy, early + Duration::from_secs(60)),
-        Gate::Pass { struck: false }
+        state.on_rejection(&policy, soon, Duration::from_secs(30)),
+        Escalated::Limited { struck: false }
     );
 }
 
@@ -72,19 +89,23 @@ fn strikes_spread_wider_than_the_strike_window_do_not_block() {
     let policy = policy();
     let mut state = Escalation::default();
     let mut now = T0;
-    for _ in 0..10 {
-        state.on_rejection(now, Duration::from_secs(100));
-        assert_eq!(state.on_request(&policy, now), Gate::Pass { struck: true });
+    state.on_rejection(&policy, now, Duration::from_secs(1_000));
+    for _ in 0..20 {
         now = now + Duration::from_secs(31);
-        assert_eq!(state.on_request(&policy, now), Gate::Pass { struck: true });
+        let strike = state.on_rejection(&policy, now, Duration::from_secs(1_000));
+        assert!(
+            matches!(strike, Escalated::Limited { struck: true }),
+            "{strike:?}"
+        );
         now = now + Duration::from_secs(31);
     }
 }
 
 fn block(state: &mut Escalation, policy: &EscalationPolicy, now: Timestamp) -> Timestamp {
-    state.on_rejection(now, Duration::from_secs(5));
     loop {
-        if let Gate::Blocked { until, .. } = state.on_request(policy, now) {
+        if let Escalated::Blocked { until } =
+            state.on_rejection(policy, now, Duration::from_secs(5))
+        {
             return until;
         }
     }
@@ -110,23 +131,20 @@ fn each_repeat_offence_blocks_twice_as_long_up_to_the_cap() {
 
 #[test]
 fn unblock_lifts_the_block_at_once() {
-    let policy = policy();
-    let tracker = AbuseTracker::new(policy);
-    tracker.on_rejection(&"k", T0, Duration::from_secs(30));
-    let mut gate = Gate::Pass { struck: false };
-    for _ in 0..3 {
-        gate = tracker.on_request(&"k", T0);
+    let tracker = AbuseTracker::new(policy());
+    let wait = Duration::from_secs(30);
+    let mut last = Escalated::Limited { struck: false };
+    for _ in 0..4 {
+        last = tracker.on_rejection(&"k", T0, wait);
     }
+    assert!(matches!(last, Escalated::Blocked { .. }));
     assert!(matches!(
-        gate,
-        Gate::Blocked {
-            now_blocked: true,
-            ..
-        }
+        tracker.on_request(&"k", T0),
+        (Gate::Blocked { .. }, true)
     ));
     assert_eq!(tracker.blocked(T0).len(), 1);
     assert!(tracker.unblock(&"k", T0));
-    assert_eq!(tracker.on_request(&"k", T0), Gate::Pass { struck: false });
+    assert_eq!(tracker.on_request(&"k", T0), (Gate::Pass, true));
     assert!(tracker.blocked(T0).is_empty());
     assert!(!tracker.unblock(&"k", T0), "nothing left to lift");
 }
@@ -134,7 +152,7 @@ fn unblock_lifts_the_block_at_once() {
 #[test]
 fn keys_in_good_standing_cost_nothing_and_calm_keys_are_forgotten() {
     let tracker = AbuseTracker::new(policy());
-    assert_eq!(tracker.on_request(&1u32, T0), Gate::Pass { struck: false });
+    assert_eq!(tracker.on_request(&1u32, T0), (Gate::Pass, false));
     assert!(tracker.get(&1).is_none());
     tracker.on_rejection(&1, T0, Duration::from_secs(1));
     assert!(tracker.get(&1).is_some());

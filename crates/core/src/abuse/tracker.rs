@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hashbrown::HashMap;
 
-use super::{Escalation, EscalationPolicy, Gate};
+use super::{Escalated, Escalation, EscalationPolicy, Gate};
 use crate::clock::Timestamp;
 use crate::store::shards::{DEFAULT_SHARDS, Shards};
 
@@ -52,29 +52,42 @@ impl<K: Hash + Eq + Clone> AbuseTracker<K> {
         f(&mut self.shards.lock(index).states)
     }
 
-    /// Judges a request from `key` at `now` (see [`Escalation::on_request`]).
-    pub fn on_request(&self, key: &K, now: Timestamp) -> Gate {
-        self.with(key, |map| match map.get_mut(key) {
-            Some(state) => state.on_request(&self.policy, now),
-            None => Gate::Pass { struck: false },
+    /// Whether a request from `key` at `now` may go on to the limits, and
+    /// whether the key has escalation state (so its admission must be recorded).
+    pub fn on_request(&self, key: &K, now: Timestamp) -> (Gate, bool) {
+        self.with(key, |map| match map.get(key) {
+            Some(state) => (state.on_request(now), true),
+            None => (Gate::Pass, false),
         })
     }
 
     /// Records that `key` got a `429` at `now`, told to wait `retry_after`.
-    pub fn on_rejection(&self, key: &K, now: Timestamp, retry_after: Duration) {
+    pub fn on_rejection(&self, key: &K, now: Timestamp, retry_after: Duration) -> Escalated {
         let index = self.shards.index(self.shards.hash(key));
         let mut shard = self.shards.lock(index);
-        shard
-            .states
-            .entry(key.clone())
-            .or_default()
-            .on_rejection(now, retry_after);
+        let escalated = shard.states.entry(key.clone()).or_default().on_rejection(
+            &self.policy,
+            now,
+            retry_after,
+        );
         if now >= shard.next_sweep {
             shard
                 .states
                 .retain(|_, state| !state.is_idle(&self.policy, now));
             shard.next_sweep = now + SWEEP_EVERY;
         }
+        escalated
+    }
+
+    /// Records that a request from `key` was admitted (see
+    /// [`Escalation::on_admission`]); only needed when [`on_request`](Self::on_request)
+    /// said the key has state.
+    pub fn on_admission(&self, key: &K) {
+        self.with(key, |map| {
+            if let Some(state) = map.get_mut(key) {
+                state.on_admission();
+            }
+        });
     }
 
     /// Lifts `key`'s block; returns whether it was blocked at `now`.

@@ -19,22 +19,21 @@ impl LimitState for FixedWindow {
 
     fn peek(&mut self, quota: &Quota, now: u64) -> Peek {
         let width = nanos_of(quota.rate.window());
-        let window = now / width;
-        if window != self.window {
-            self.window = window;
-            self.count = 0;
-        }
-        let window_ends_in = (window + 1) * width - now;
+        // A clock that stepped back stays in the newest window seen; looking
+        // changes nothing (only a charge moves to a new window).
+        let window = (now / width).max(self.window);
+        let count = if window == self.window { self.count } else { 0 };
+        let window_ends_in = ((window + 1) * width).saturating_sub(now);
         let limit = quota.rate.count();
-        if self.count < limit {
-            Peek::admit(limit - self.count - 1, window_ends_in)
+        if count < limit {
+            Peek::admit(limit - count - 1, window_ends_in)
         } else {
             Peek::reject(window_ends_in)
         }
     }
 
     fn charge(&mut self, quota: &Quota, now: u64) {
-        let window = now / nanos_of(quota.rate.window());
+        let window = (now / nanos_of(quota.rate.window())).max(self.window);
         if window != self.window {
             self.window = window;
             self.count = 0;

@@ -12,7 +12,7 @@ pub(crate) struct Gcra {
 
 /// The emission interval `T = W / count` (rounded up to the nanosecond, so the
 /// rate is never exceeded) and the burst.
-fn shape(quota: &Quota) -> (u64, u64) {
+pub fn interval_and_burst(quota: &Quota) -> (u64, u64) {
     let interval = div_ceil(nanos_of(quota.rate.window()), u64::from(quota.rate.count()));
     let burst = match quota.algorithm {
         Algorithm::Gcra { burst } => u64::from(burst.max(1)),
@@ -27,7 +27,7 @@ impl LimitState for Gcra {
     }
 
     fn peek(&mut self, quota: &Quota, now: u64) -> Peek {
-        let (interval, burst) = shape(quota);
+        let (interval, burst) = interval_and_burst(quota);
         let tat = self.tat.max(now);
         let tolerance = (burst - 1) * interval;
         if tat - now > tolerance {
@@ -40,7 +40,7 @@ impl LimitState for Gcra {
     }
 
     fn charge(&mut self, quota: &Quota, now: u64) {
-        let (interval, _) = shape(quota);
+        let (interval, _) = interval_and_burst(quota);
         self.tat = self.tat.max(now) + interval;
     }
 

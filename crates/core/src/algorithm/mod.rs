@@ -6,8 +6,8 @@
 //! store can ask every limit a request matches before charging any of them.
 
 mod fixed;
-mod gcra;
-mod rolling;
+pub mod gcra;
+pub mod rolling;
 mod sliding_counter;
 
 pub(crate) use fixed::FixedWindow;

@@ -25,6 +25,14 @@ pub(crate) struct SlidingCounter {
 impl SlidingCounter {
     /// Rolls the buckets forward to window `index`.
     fn roll(&mut self, index: u32) {
+        if self.previous == 0 && self.current == 0 {
+            self.window = index;
+            return;
+        }
+        // A clock that stepped back stays in the newest window seen.
+        if (index.wrapping_sub(self.window) as i32) < 0 {
+            return;
+        }
         match index.wrapping_sub(self.window) {
             0 => {}
             1 => {
@@ -57,18 +65,20 @@ impl LimitState for SlidingCounter {
 
     fn peek(&mut self, quota: &Quota, now: u64) -> Peek {
         let width = nanos_of(quota.rate.window());
-        self.roll((now / width) as u32);
+        // Looking changes nothing: only a charge moves the buckets forward.
+        let mut this = *self;
+        this.roll((now / width) as u32);
         let elapsed = u128::from(now % width);
         let (w, limit) = (
             u128::from(width),
             u128::from(quota.rate.count().min(65_535)),
         );
-        let (previous, current) = (u128::from(self.previous), u128::from(self.current));
+        let (previous, current) = (u128::from(this.previous), u128::from(this.current));
         let used = previous * (w - elapsed) + (current + 1) * w;
         if used <= limit * w {
             let remaining = (limit * w - used) / w;
             let reset_after = if previous > 0 {
-                div_ceil(width, u64::from(self.previous)).min(width - elapsed as u64)
+                div_ceil(width, u64::from(this.previous)).min(width - elapsed as u64)
             } else {
                 width - elapsed as u64
             };

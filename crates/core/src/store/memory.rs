@@ -94,11 +94,21 @@ impl<K: Hash + Eq + Clone> MemoryStore<K> {
     /// Decides one request at `now`: admitted only if every charge admits it, and
     /// then all are charged; otherwise none is.
     pub fn decide_at(&self, charges: &[Charge<K>], now: Timestamp) -> Decision {
+        self.decide_inner(charges, now, true)
+    }
+
+    /// What [`decide_at`](Self::decide_at) would answer, without charging
+    /// anything: a key's current usage, for an admin.
+    pub fn peek_at(&self, charges: &[Charge<K>], now: Timestamp) -> Decision {
+        self.decide_inner(charges, now, false)
+    }
+
+    fn decide_inner(&self, charges: &[Charge<K>], now: Timestamp, commit: bool) -> Decision {
         let now = now.as_nanos();
         match charges {
             [] => Decision::default(),
-            [one] => self.decide_one(one, now),
-            many => self.decide_many(many, now),
+            [one] => self.decide_one(one, now, commit),
+            many => self.decide_many(many, now, commit),
         }
     }
 
@@ -122,20 +132,21 @@ impl<K: Hash + Eq + Clone> MemoryStore<K> {
         shard.next_sweep = now.saturating_add(self.sweep_every);
     }
 
-    fn decide_one(&self, charge: &Charge<K>, now: u64) -> Decision {
+    fn decide_one(&self, charge: &Charge<K>, now: u64, commit: bool) -> Decision {
         let hash = self.hash(charge.limit, &charge.key);
         let mut shard = self.lock(self.shards.index(hash), now);
         let table = shard.table(charge.limit, &charge.quota);
         let peek = table.peek(hash, &charge.key, &charge.quota, now);
-        if peek.admitted {
+        let charged = peek.admitted && commit;
+        if charged {
             table.charge(hash, &charge.key, &charge.quota, now, |k| {
                 self.hash(charge.limit, k)
             });
         }
-        Decision::new([verdict(charge, peek, peek.admitted)])
+        Decision::new([verdict(charge, peek, charged)])
     }
 
-    fn decide_many(&self, charges: &[Charge<K>], now: u64) -> Decision {
+    fn decide_many(&self, charges: &[Charge<K>], now: u64, commit: bool) -> Decision {
         let hashes: SmallVec<[u64; 4]> =
             charges.iter().map(|c| self.hash(c.limit, &c.key)).collect();
         let shard_of: SmallVec<[usize; 4]> = hashes.iter().map(|h| self.shards.index(*h)).collect();
@@ -159,8 +170,8 @@ impl<K: Hash + Eq + Clone> MemoryStore<K> {
                     .peek(*h, &c.key, &c.quota, now)
             })
             .collect();
-        let admitted = peeks.iter().all(|p| p.admitted);
-        if admitted {
+        let charged = commit && peeks.iter().all(|p| p.admitted);
+        if charged {
             for ((c, h), s) in charges.iter().zip(&hashes).zip(&shard_of) {
                 let shard = &mut guards[guard_of(*s)];
                 shard
@@ -172,7 +183,7 @@ impl<K: Hash + Eq + Clone> MemoryStore<K> {
             charges
                 .iter()
                 .zip(peeks)
-                .map(|(c, p)| verdict(c, p, admitted)),
+                .map(|(c, p)| verdict(c, p, charged)),
         )
     }
 

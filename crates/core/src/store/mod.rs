@@ -74,3 +74,12 @@ pub trait Store<K>: Send + Sync {
         charges: &[Charge<K>],
     ) -> impl Future<Output = Result<Decision, StoreError>> + Send;
 }
+
+impl<K, S: Store<K> + ?Sized> Store<K> for std::sync::Arc<S> {
+    fn decide(
+        &self,
+        charges: &[Charge<K>],
+    ) -> impl Future<Output = Result<Decision, StoreError>> + Send {
+        (**self).decide(charges)
+    }
+}

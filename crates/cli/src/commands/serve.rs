@@ -1,0 +1,97 @@
+//! `tollgate serve`: the gateway.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use tollgate_core::SystemClock;
+use tollgate_gateway::config::GatewayConfig;
+use tollgate_gateway::{Gateway, bind};
+
+/// Arguments of `tollgate serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The gateway configuration (see examples/gateway.toml and docs/gateway.md).
+    #[arg(long, short, value_name = "FILE", env = "TOLLGATE_CONFIG")]
+    config: PathBuf,
+    /// Check the configuration and exit: 0 when it is valid.
+    #[arg(long)]
+    check: bool,
+}
+
+/// Loads the configuration, then serves until SIGTERM or Ctrl-C; SIGHUP reloads.
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = GatewayConfig::load(&args.config)?;
+    if args.check {
+        println!(
+            "{}: ok ({} upstreams, {} routes, {} limits)",
+            args.config.display(),
+            config.upstreams.len(),
+            config.routes.len(),
+            config.policies.len()
+        );
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let admin_listen = config
+        .admin
+        .as_ref()
+        .map(|a| (a.listen, a.token_env.clone()));
+    let gateway = Gateway::open(config, Arc::new(SystemClock::new())).await?;
+    let listener = bind(listen).await?;
+    let admin = match &admin_listen {
+        Some((address, _)) => Some(bind(*address).await?),
+        None => None,
+    };
+    tracing::info!(%listen, admin = ?admin_listen.as_ref().map(|a| a.0), "tollgate gateway serving");
+    if let Some((_, token_env)) = &admin_listen
+        && std::env::var(token_env).map_or(true, |t| t.is_empty())
+    {
+        tracing::warn!(
+            "{token_env} is not set: the admin API answers 503 until it is set and the gateway restarted"
+        );
+    }
+    reload_on_sighup(gateway.clone());
+    gateway.serve(listener, admin, shutdown_signal()).await;
+    tracing::info!("tollgate gateway stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Reloads the configuration file on every SIGHUP; a bad file is logged and
+/// changes nothing.
+fn reload_on_sighup(gateway: Gateway) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(err) = gateway.reload_from_file() {
+                tracing::error!("configuration not reloaded, nothing changed: {err}");
+            }
+        }
+    });
+}

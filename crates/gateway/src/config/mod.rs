@@ -1,0 +1,112 @@
+//! `gateway.toml`: what the gateway listens on, where it forwards, and the limits
+//! it enforces. Loaded and checked in full before anything starts; every mistake
+//! is reported with its file, line and key, and what to write instead.
+
+mod error;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, Method, Uri};
+use tollgate_core::PolicySet;
+use tollgate_core::abuse::EscalationPolicy;
+
+pub use error::ConfigError;
+
+/// How clients present their API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeySource {
+    /// The header that carries it (`x-api-key`, or `authorization`).
+    pub header: HeaderName,
+    /// A scheme before the key in that header (`Bearer`), if any.
+    pub scheme: Option<String>,
+}
+
+/// The admin API's listener and token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where the admin API listens (keep it on a private interface).
+    pub listen: SocketAddr,
+    /// The environment variable that holds the admin token (never the file).
+    pub token_env: String,
+}
+
+/// An API the gateway forwards to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// The name routes refer to.
+    pub name: String,
+    /// Scheme, host and port (and an optional path prefix).
+    pub url: Uri,
+    /// How long the upstream may take to answer before the client gets `504`.
+    pub timeout: Duration,
+}
+
+/// A method and path pattern, forwarded to one upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The name limits refer to, and that metrics use.
+    pub name: String,
+    /// The method it matches; any method when `None`.
+    pub method: Option<Method>,
+    /// The path pattern, e.g. `/dev/v1/channel/user/{appid}/{channel}`.
+    pub path: String,
+    /// Index into [`GatewayConfig::upstreams`].
+    pub upstream: usize,
+}
+
+/// A loaded, checked gateway configuration.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// The SQLite file of API keys.
+    pub database: PathBuf,
+    /// How clients present their key.
+    pub api_key: ApiKeySource,
+    /// The admin API, if enabled.
+    pub admin: Option<AdminConfig>,
+    /// When hammering after a `429` becomes a `403`.
+    pub escalation: EscalationPolicy,
+    /// Requests per window each paid increment adds to a tiered limit.
+    pub tier_step: u32,
+    /// The largest request body accepted (bytes).
+    pub max_body: u64,
+    /// How long a client may take to send its request headers.
+    pub header_timeout: Duration,
+    /// The APIs behind the gateway.
+    pub upstreams: Vec<Upstream>,
+    /// The routes, in the order written; a route's index is its endpoint id.
+    pub routes: Vec<Route>,
+    /// The limits; a policy's endpoints are route indexes.
+    pub policies: PolicySet,
+}
+
+impl GatewayConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            key: String::new(),
+            problem: format!(
+                "cannot read it ({err}); check the path, or start from examples/gateway.toml"
+            ),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks a configuration given as text; `path` is only used in messages and
+    /// to resolve a relative database path.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        validate::validate(text, path)
+    }
+}
+
+#[cfg(test)]
+mod tests;

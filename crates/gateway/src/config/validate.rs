@@ -1,0 +1,374 @@
+//! From the file as written to a checked [`GatewayConfig`].
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::{HeaderName, Method, Uri};
+use tollgate_core::abuse::EscalationPolicy;
+use tollgate_core::{Algorithm, Endpoints, Policy, PolicySet, Quota, Rate, Scope};
+use toml::Spanned;
+
+use super::error::Locator;
+use super::raw::{RawConfig, RawLimit, RawRoute, RawUpstream};
+use super::{AdminConfig, ApiKeySource, ConfigError, GatewayConfig, Route, Upstream};
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub(super) fn validate(text: &str, path: &Path) -> Result<GatewayConfig> {
+    let at = Locator { file: path, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| at.toml_error(&e))?;
+    let upstreams = raw
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, u)| upstream(&at, i, u))
+        .collect::<Result<Vec<_>>>()?;
+    let routes = raw
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| route(&at, i, r, &raw.upstreams))
+        .collect::<Result<Vec<_>>>()?;
+    check_unique(&at, "upstreams", raw.upstreams.iter().map(|u| &u.name))?;
+    check_unique(&at, "routes", raw.routes.iter().map(|r| &r.name))?;
+    check_unique(&at, "limits", raw.limits.iter().map(|l| &l.name))?;
+    let step = raw.tier.step.as_ref().map_or(50, |s| *s.get_ref());
+    let policies = raw
+        .limits
+        .iter()
+        .enumerate()
+        .map(|(i, l)| policy(&at, i, l, &routes, step))
+        .collect::<Result<Vec<_>>>()?;
+    let database = raw
+        .database
+        .as_ref()
+        .map_or_else(|| "tollgate-keys.db".into(), |d| d.get_ref().clone());
+    let database = path.parent().unwrap_or(Path::new(".")).join(database);
+    let e = &raw.escalation;
+    let defaults = EscalationPolicy::default();
+    let escalation = EscalationPolicy {
+        strikes: match &e.strikes {
+            Some(s) if *s.get_ref() == 0 => {
+                return Err(at.error(&s.span(), "escalation.strikes", "must be at least 1: a block after zero strikes would block well-behaved clients"));
+            }
+            Some(s) => *s.get_ref(),
+            None => defaults.strikes,
+        },
+        strike_window: duration_or(
+            &at,
+            "escalation.strike_window",
+            &e.strike_window,
+            defaults.strike_window,
+        )?,
+        first_block: duration_or(
+            &at,
+            "escalation.first_block",
+            &e.first_block,
+            defaults.first_block,
+        )?,
+        max_block: duration_or(
+            &at,
+            "escalation.max_block",
+            &e.max_block,
+            defaults.max_block,
+        )?,
+        forget_offences_after: duration_or(
+            &at,
+            "escalation.forget_after",
+            &e.forget_after,
+            defaults.forget_offences_after,
+        )?,
+    };
+    Ok(GatewayConfig {
+        source: path.to_owned(),
+        listen: address(&at, "listen", &raw.listen)?,
+        database,
+        api_key: api_key(&at, &raw)?,
+        admin: match &raw.admin {
+            None => None,
+            Some(a) => Some(AdminConfig {
+                listen: address(&at, "admin.listen", &a.listen)?,
+                token_env: a.token_env.as_ref().map_or_else(
+                    || "TOLLGATE_ADMIN_TOKEN".to_owned(),
+                    |t| t.get_ref().clone(),
+                ),
+            }),
+        },
+        escalation,
+        tier_step: step,
+        max_body: match &raw.requests.max_body {
+            None => 1 << 20,
+            Some(s) => bytes(s.get_ref()).ok_or_else(|| {
+                at.error(
+                    &s.span(),
+                    "requests.max_body",
+                    format!(
+                        "`{}` is not a size: write it like `1MiB`, `64KiB` or `1048576`",
+                        s.get_ref()
+                    ),
+                )
+            })?,
+        },
+        header_timeout: duration_or(
+            &at,
+            "requests.header_timeout",
+            &raw.requests.header_timeout,
+            Duration::from_secs(10),
+        )?,
+        upstreams,
+        routes,
+        policies: PolicySet::new(policies),
+    })
+}
+
+fn address(at: &Locator<'_>, key: &str, value: &Spanned<String>) -> Result<SocketAddr> {
+    value.get_ref().parse().map_err(|_| {
+        at.error(
+            &value.span(),
+            key,
+            format!(
+                "`{}` is not an address: write it like `127.0.0.1:8080`",
+                value.get_ref()
+            ),
+        )
+    })
+}
+
+fn duration_or(
+    at: &Locator<'_>,
+    key: &str,
+    value: &Option<Spanned<String>>,
+    default: Duration,
+) -> Result<Duration> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    tollgate_core::parse_duration(value.get_ref())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            at.error(
+                &value.span(),
+                key,
+                format!(
+                    "`{}` is not a duration: write it like `60s`, `500ms` or `1h`",
+                    value.get_ref()
+                ),
+            )
+        })
+}
+
+fn bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "k" => 1 << 10,
+        "MiB" | "MB" | "M" => 1 << 20,
+        "GiB" | "GB" | "G" => 1 << 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(factor)
+}
+
+fn api_key(at: &Locator<'_>, raw: &RawConfig) -> Result<ApiKeySource> {
+    let header = match &raw.api_key.header {
+        None => HeaderName::from_static("x-api-key"),
+        Some(h) => HeaderName::try_from(h.get_ref().as_str()).map_err(|_| {
+            at.error(
+                &h.span(),
+                "api_key.header",
+                format!(
+                    "`{}` is not a header name: write it like `X-Api-Key` or `Authorization`",
+                    h.get_ref()
+                ),
+            )
+        })?,
+    };
+    let scheme = match &raw.api_key.scheme {
+        Some(s) => Some(s.get_ref().clone()),
+        None if header == http::header::AUTHORIZATION => Some("Bearer".to_owned()),
+        None => None,
+    };
+    Ok(ApiKeySource { header, scheme })
+}
+
+fn upstream(at: &Locator<'_>, index: usize, raw: &RawUpstream) -> Result<Upstream> {
+    let key = format!("upstreams[{index}].url");
+    let url: Uri = raw.url.get_ref().parse().map_err(|_| {
+        at.error(
+            &raw.url.span(),
+            &key,
+            format!(
+                "`{}` is not a URL: write it like `http://127.0.0.1:9000`",
+                raw.url.get_ref()
+            ),
+        )
+    })?;
+    if url.scheme_str() != Some("http") || url.authority().is_none() {
+        return Err(at.error(&raw.url.span(), &key, format!("`{}` must be an http:// URL with a host, like `http://127.0.0.1:9000` (put TLS in front of the gateway, not behind it)", raw.url.get_ref())));
+    }
+    Ok(Upstream {
+        name: raw.name.get_ref().clone(),
+        url,
+        timeout: duration_or(
+            at,
+            &format!("upstreams[{index}].timeout"),
+            &raw.timeout,
+            Duration::from_secs(30),
+        )?,
+    })
+}
+
+fn route(
+    at: &Locator<'_>,
+    index: usize,
+    raw: &RawRoute,
+    upstreams: &[RawUpstream],
+) -> Result<Route> {
+    let method = match &raw.method {
+        None => None,
+        Some(m) if m.get_ref() == "*" || m.get_ref().eq_ignore_ascii_case("any") => None,
+        Some(m) => Some(
+            Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()).map_err(|_| {
+                at.error(
+                    &m.span(),
+                    format!("routes[{index}].method"),
+                    format!(
+                        "`{}` is not a method: write `GET`, `POST`, … or `*` for any",
+                        m.get_ref()
+                    ),
+                )
+            })?,
+        ),
+    };
+    let path = raw.path.get_ref();
+    let mut probe = matchit::Router::new();
+    if !path.starts_with('/') || probe.insert(path.as_str(), ()).is_err() {
+        return Err(at.error(&raw.path.span(), format!("routes[{index}].path"), format!("`{path}` is not a path pattern: write it like `/dev/v1/channel/user/{{appid}}/{{channel}}` (parameters in braces, `{{*rest}}` for the rest of the path)")));
+    }
+    let upstream = match &raw.upstream {
+        None if upstreams.len() == 1 => 0,
+        None => {
+            return Err(at.error(
+                &raw.name.span(),
+                format!("routes[{index}].upstream"),
+                "is missing: with several upstreams, name the one this route forwards to",
+            ));
+        }
+        Some(u) => upstreams
+            .iter()
+            .position(|x| x.name.get_ref() == u.get_ref())
+            .ok_or_else(|| {
+                let known: Vec<_> = upstreams
+                    .iter()
+                    .map(|x| format!("`{}`", x.name.get_ref()))
+                    .collect();
+                at.error(
+                    &u.span(),
+                    format!("routes[{index}].upstream"),
+                    format!(
+                        "no upstream is named `{}`; the upstreams are {}",
+                        u.get_ref(),
+                        if known.is_empty() {
+                            "none: add an [[upstreams]] table".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                )
+            })?,
+    };
+    Ok(Route {
+        name: raw.name.get_ref().clone(),
+        method,
+        path: path.clone(),
+        upstream,
+    })
+}
+
+fn policy(
+    at: &Locator<'_>,
+    index: usize,
+    raw: &RawLimit,
+    routes: &[Route],
+    step: u32,
+) -> Result<Policy> {
+    let key = |field: &str| format!("limits[{index}].{field}");
+    if !crate::headers::is_plain_name(raw.name.get_ref()) {
+        return Err(at.error(&raw.name.span(), key("name"), format!("`{}` cannot be shown in the RateLimit headers: use letters, digits and `-_.:/`, like `per-key`", raw.name.get_ref())));
+    }
+    let rate: Rate = raw
+        .rate
+        .get_ref()
+        .parse()
+        .map_err(|e: tollgate_core::ParseRateError| {
+            at.error(&raw.rate.span(), key("rate"), e.to_string())
+        })?;
+    let scope = match raw.scope.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("per-key", _)) => Scope::PerKey,
+        Some(("per-key-route", _)) => Scope::PerKeyEndpoint,
+        Some(("per-route", _)) => Scope::PerEndpoint,
+        Some((other, span)) => {
+            return Err(at.error(
+                &span,
+                key("scope"),
+                format!(
+                    "`{other}` is not a scope: write `per-key`, `per-key-route` or `per-route`"
+                ),
+            ));
+        }
+    };
+    let algorithm = match raw.algorithm.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("rolling", _)) => Algorithm::Rolling,
+        Some(("fixed", _)) => Algorithm::Fixed,
+        Some(("gcra", _)) => Algorithm::Gcra { burst: raw.burst.as_ref().map_or(rate.count(), |b| *b.get_ref()).max(1) },
+        Some(("sliding-counter", _)) if rate.count() > 65_535 => return Err(at.error(&raw.rate.span(), key("rate"), "a sliding-counter counts up to 65535 per window: use `rolling`, `gcra` or a shorter window")),
+        Some(("sliding-counter", _)) => Algorithm::SlidingCounter,
+        Some((other, span)) => return Err(at.error(&span, key("algorithm"), format!("`{other}` is not an algorithm: write `rolling` (the default), `fixed`, `gcra` or `sliding-counter`"))),
+    };
+    let endpoints = match &raw.routes {
+        None if scope == Scope::PerEndpoint => return Err(at.error(&raw.name.span(), key("routes"), "is missing: a per-route limit needs the routes it counts, like `routes = [\"user-list\"]`")),
+        None => Endpoints::All,
+        Some(names) => Endpoints::Only(names.get_ref().iter().map(|name| {
+            routes.iter().position(|r| &r.name == name).map(|i| i as u32).ok_or_else(|| {
+                at.error(&names.span(), key("routes"), format!("no route is named `{name}`; the routes are {}", routes.iter().map(|r| format!("`{}`", r.name)).collect::<Vec<_>>().join(", ")))
+            })
+        }).collect::<Result<Vec<_>>>()?),
+    };
+    let tiered = raw.tiered.as_ref().map(|t| (*t.get_ref(), t.span()));
+    if let Some((true, span)) = &tiered
+        && scope == Scope::PerEndpoint
+    {
+        return Err(at.error(span, key("tiered"), "a per-route limit is shared by every key, so a key's increments cannot raise it: remove `tiered` or use scope `per-key-route`"));
+    }
+    Ok(Policy {
+        name: raw.name.get_ref().clone(),
+        scope,
+        quota: Quota { rate, algorithm },
+        endpoints,
+        tier_step: tiered.filter(|(t, _)| *t).map(|_| step),
+    })
+}
+
+fn check_unique<'a>(
+    at: &Locator<'_>,
+    table: &str,
+    names: impl Iterator<Item = &'a Spanned<String>>,
+) -> Result<()> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (index, name) in names.enumerate() {
+        if seen.contains(&name.get_ref().as_str()) {
+            return Err(at.error(
+                &name.span(),
+                format!("{table}[{index}].name"),
+                format!("`{}` is used twice: names must be unique", name.get_ref()),
+            ));
+        }
+        seen.push(name.get_ref());
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! The gateway put together: configuration, keys, enforcement, proxy and admin
+//! API, ready to serve.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use tokio::net::TcpListener;
+use tollgate_core::enforce::Enforcer;
+use tollgate_core::{Clock, MemoryStore};
+
+use crate::config::{ConfigError, GatewayConfig};
+use crate::keys::{KeyError, Keys};
+use crate::layer::{Enforcement, KeyResolver, RateLimitLayer, ResolvedKey};
+use crate::metrics::Metrics;
+use crate::proxy::{ForwardTable, Proxy, forward};
+use crate::routes::RouteTable;
+
+impl KeyResolver for Keys {
+    fn resolve(&self, presented: &str) -> Option<ResolvedKey> {
+        self.authenticate(presented).map(|key| ResolvedKey {
+            id: key.id,
+            increments: key.increments,
+        })
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The key database could not be opened.
+    #[error("cannot open the key database: {0}")]
+    Keys(#[from] KeyError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}: {source}; is another process using it?")]
+    Listen {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway's shared parts.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) config: Arc<ArcSwap<GatewayConfig>>,
+    pub(crate) enforcement: Arc<ArcSwap<Enforcement>>,
+    pub(crate) forward: Arc<ArcSwap<ForwardTable>>,
+    pub(crate) keys: Arc<Keys>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) admin_token: Option<Arc<str>>,
+}
+
+impl Gateway {
+    /// A gateway for `config` with its key database opened from the configured
+    /// path and the admin token read from the configured environment variable.
+    pub async fn open(config: GatewayConfig, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        let keys = Keys::open(&config.database).await?;
+        let token = config
+            .admin
+            .as_ref()
+            .and_then(|a| std::env::var(&a.token_env).ok())
+            .filter(|t| !t.is_empty());
+        Ok(Self::new(config, keys, clock, token))
+    }
+
+    /// A gateway from parts (tests and embedding).
+    pub fn new(
+        config: GatewayConfig,
+        keys: Keys,
+        clock: Arc<dyn Clock>,
+        admin_token: Option<String>,
+    ) -> Self {
+        let keys = Arc::new(keys);
+        let metrics = Metrics::new();
+        let store = Arc::new(MemoryStore::new(Arc::clone(&clock)));
+        let enforcer = Enforcer::new(config.policies.clone(), store, config.escalation);
+        let enforcement = Enforcement::new(
+            enforcer,
+            RouteTable::new(&config.routes),
+            config.api_key.clone(),
+            Arc::clone(&keys) as Arc<dyn KeyResolver>,
+            clock,
+            Arc::clone(&metrics),
+        );
+        let forward = ForwardTable {
+            routes: config.routes.clone(),
+            upstreams: config.upstreams.clone(),
+        };
+        Self {
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            enforcement: Arc::new(ArcSwap::from_pointee(enforcement)),
+            forward: Arc::new(ArcSwap::from_pointee(forward)),
+            keys,
+            metrics,
+            admin_token: admin_token.map(Arc::from),
+        }
+    }
+
+    /// The router clients talk to: enforcement in front of the proxy.
+    pub fn app(&self) -> Router {
+        let config = self.config.load();
+        let proxy = Proxy::new(
+            Arc::clone(&self.forward),
+            Arc::clone(&self.metrics),
+            config.api_key.header.clone(),
+        );
+        Router::new()
+            .fallback(forward)
+            .with_state(proxy)
+            .layer(RateLimitLayer::new(Arc::clone(&self.enforcement)))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                config.max_body as usize,
+            ))
+    }
+
+    /// The admin router: health, metrics, and the token-protected admin API.
+    pub fn admin_app(&self) -> Router {
+        crate::admin::router(self.clone())
+    }
+
+    /// Swaps in a new configuration: limits, routes and upstreams change for the
+    /// next request; connections, windows, blocks and keys stay. Listener
+    /// addresses and the key database cannot change without a restart.
+    pub fn reload(&self, config: GatewayConfig) {
+        let enforcement = self.enforcement.load().reload(
+            config.policies.policies().cloned().collect(),
+            RouteTable::new(&config.routes),
+        );
+        self.enforcement.store(Arc::new(enforcement));
+        self.forward.store(Arc::new(ForwardTable {
+            routes: config.routes.clone(),
+            upstreams: config.upstreams.clone(),
+        }));
+        self.config.store(Arc::new(config));
+    }
+
+    /// Re-reads the configuration file and swaps it in; a bad file changes nothing.
+    pub fn reload_from_file(&self) -> Result<(), ConfigError> {
+        let path = self.config.load().source.clone();
+        let config = GatewayConfig::load(&path)?;
+        self.reload(config);
+        tracing::info!(path = %path.display(), "configuration reloaded");
+        Ok(())
+    }
+
+    /// The URL of the `index`-th upstream of the current configuration.
+    pub fn upstream_url(&self, index: usize) -> Option<String> {
+        self.config
+            .load()
+            .upstreams
+            .get(index)
+            .map(|u| u.url.to_string().trim_end_matches('/').to_owned())
+    }
+
+    /// The key registry.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Serves clients on `listener` and the admin API on `admin` until
+    /// `shutdown` completes, then lets in-flight requests finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let stop = crate::server::shutdown_on(shutdown);
+        let header_timeout = self.config.load().header_timeout;
+        let main = crate::server::serve(listener, self.app(), header_timeout, stop.clone());
+        match admin {
+            Some(admin) => {
+                let admin = crate::server::serve(admin, self.admin_app(), header_timeout, stop);
+                tokio::join!(main, admin);
+            }
+            None => main.await,
+        }
+        self.keys.close().await;
+    }
+}
+
+/// Binds `address`, with an error that names it.
+pub async fn bind(address: std::net::SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Listen { address, source })
+}

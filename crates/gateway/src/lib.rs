@@ -1,0 +1,16 @@
+//! The provider side of tollgate: a gateway that enforces call-frequency limits
+//! in front of an HTTP API.
+
+pub mod admin;
+pub mod config;
+mod gateway;
+pub mod headers;
+pub mod keys;
+pub mod layer;
+pub mod metrics;
+pub mod problem;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+
+pub use gateway::{Gateway, StartError, bind};

@@ -1,0 +1,104 @@
+//! Prometheus metrics: what was admitted, rejected and blocked per policy (never
+//! per key: keys are unbounded and secret), and how long the upstream took.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of a per-policy counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabel {
+    /// The policy's name.
+    pub policy: String,
+}
+
+/// Labels of a per-outcome counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `admitted`, `limited`, `blocked`, `unauthorized`, `no_route`.
+    pub outcome: &'static str,
+}
+
+/// Every metric the gateway keeps.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by outcome.
+    pub requests: Family<OutcomeLabel, Counter>,
+    /// Requests each policy admitted (charged).
+    pub admitted: Family<PolicyLabel, Counter>,
+    /// Requests each policy rejected.
+    pub rejected: Family<PolicyLabel, Counter>,
+    /// Requests that came before their retry instant.
+    pub strikes: Counter,
+    /// Keys blocked.
+    pub blocks: Counter,
+    /// Upstream response time, seconds.
+    pub upstream_seconds: Histogram,
+}
+
+impl Metrics {
+    /// A fresh set of metrics.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("tollgate");
+        let requests = Family::<OutcomeLabel, Counter>::default();
+        let admitted = Family::<PolicyLabel, Counter>::default();
+        let rejected = Family::<PolicyLabel, Counter>::default();
+        let strikes = Counter::default();
+        let blocks = Counter::default();
+        let upstream_seconds = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        registry.register("requests", "Requests by outcome", requests.clone());
+        registry.register(
+            "policy_admitted",
+            "Requests a policy admitted and charged",
+            admitted.clone(),
+        );
+        registry.register(
+            "policy_rejected",
+            "Requests a policy rejected (429)",
+            rejected.clone(),
+        );
+        registry.register(
+            "strikes",
+            "Requests sent before their retry instant",
+            strikes.clone(),
+        );
+        registry.register(
+            "blocks",
+            "Keys blocked for hammering after a 429",
+            blocks.clone(),
+        );
+        registry.register(
+            "upstream_seconds",
+            "Upstream response time",
+            upstream_seconds.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            requests,
+            admitted,
+            rejected,
+            strikes,
+            blocks,
+            upstream_seconds,
+        })
+    }
+
+    /// Counts one request's outcome.
+    pub fn outcome(&self, outcome: &'static str) {
+        self.requests.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

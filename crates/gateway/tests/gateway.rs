@@ -1,0 +1,491 @@
+//! The gateway over real HTTP on 127.0.0.1, with a real upstream and a manual clock.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use support::{TestGateway, problem};
+use tollgate_gateway::config::GatewayConfig;
+
+const CONFIG: &str = r#"
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[escalation]
+strikes = 3
+strike_window = "60s"
+first_block = "30s"
+max_block = "10min"
+
+[tier]
+step = 5
+
+[requests]
+max_body = "64KiB"
+header_timeout = "1s"
+
+[[upstreams]]
+name = "api"
+url = "UPSTREAM"
+timeout = "300ms"
+
+[[routes]]
+name = "user-list"
+method = "GET"
+path = "/dev/v1/channel/user/{appid}/{channel}"
+
+[[routes]]
+name = "slow"
+path = "/slow"
+
+[[routes]]
+name = "rest"
+path = "/{*rest}"
+
+[[limits]]
+name = "per-key"
+rate = "5/2s"
+tiered = true
+
+[[limits]]
+name = "user-list"
+scope = "per-route"
+routes = ["user-list"]
+rate = "20/s"
+algorithm = "fixed"
+"#;
+
+const KEY: &str = "tg_test_key_aaaaaaaaaa12345";
+const USER_LIST: &str = "/dev/v1/channel/user/app1/lobby";
+
+/// `RateLimit-Policy` and `RateLimit`, parsed as Structured Field lists into
+/// `(name, [(param, value)])`.
+fn ratelimit_fields(response: &reqwest::Response) -> Vec<(String, Vec<(String, i64)>)> {
+    use sfv::{BareItem, ListEntry, Parser};
+    let mut items = Vec::new();
+    for field in ["ratelimit-policy", "ratelimit"] {
+        let value = response
+            .headers()
+            .get(field)
+            .unwrap_or_else(|| panic!("{field} missing"));
+        let list = Parser::parse_list(value.as_bytes())
+            .unwrap_or_else(|e| panic!("{field} is not a valid list: {e}"));
+        for entry in list {
+            let ListEntry::Item(item) = entry else {
+                panic!("{field}: inner list")
+            };
+            let BareItem::String(name) = &item.bare_item else {
+                panic!("{field}: name is not a string")
+            };
+            let name: &str = name.as_ref();
+            let params = item
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_int().expect("integer parameter")))
+                .collect();
+            items.push((format!("{field}:{name}"), params));
+        }
+    }
+    items
+}
+
+fn param(fields: &[(String, Vec<(String, i64)>)], item: &str, name: &str) -> i64 {
+    let (_, params) = fields
+        .iter()
+        .find(|(n, _)| n == item)
+        .unwrap_or_else(|| panic!("no {item} in {fields:?}"));
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| *v)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_rolling_window_holds_exactly_at_the_http_level() {
+    let gw = TestGateway::start(CONFIG).await;
+    gw.key(KEY).await;
+    for i in 0..5 {
+        let response = gw.get("/anything", Some(KEY)).await;
+        assert_eq!(response.status(), StatusCode::OK, "request {i}");
+        let fields = ratelimit_fields(&response);
+        assert_eq!(param(&fields, "ratelimit-policy:per-key", "q"), 5);
+        assert_eq!(param(&fields, "ratelimit-policy:per-key", "w"), 2);
+        assert_eq!(param(&fields, "ratelimit:per-key", "r"), 4 - i);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            body["leaked_secret"], false,
+            "the secret never reaches the upstream"
+        );
+        gw.clock.advance(Duration::from_millis(100));
+    }
+    // At +500 ms the sixth request waits for the first slot: back at +2000 ms.
+    let limited = gw.get("/anything", Some(KEY)).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.headers()["retry-after"], "2");
+    let fields = ratelimit_fields(&limited);
+    assert_eq!(param(&fields, "ratelimit:per-key", "r"), 0);
+    let body = problem(limited).await;
+    assert_eq!(body["status"], 429);
+    assert_eq!(body["retry_after_ms"], 1500);
+    assert_eq!(body["policies"], json!(["per-key"]));
+    assert_eq!(
+        gw.upstream.hits(),
+        5,
+        "nothing rejected reaches the upstream"
+    );
+
+    gw.clock.advance(Duration::from_millis(1_499));
+    assert_eq!(
+        gw.get("/anything", Some(KEY)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    gw.clock.advance(Duration::from_millis(1));
+    assert_eq!(
+        gw.get("/anything", Some(KEY)).await.status(),
+        StatusCode::OK,
+        "the slot is back exactly 2 s after use"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_per_route_limit_is_shared_by_every_key() {
+    let gw = TestGateway::start(CONFIG).await;
+    let keys: Vec<String> = (0..5)
+        .map(|i| format!("tg_route_key_{i}_bbbbbbbbbbbb"))
+        .collect();
+    for key in &keys {
+        gw.key(key).await;
+    }
+    let mut admitted = 0;
+    let mut limited_by_route = 0;
+    for key in keys.iter().cycle().take(25) {
+        let response = gw.get(USER_LIST, Some(key)).await;
+        match response.status() {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(problem(response).await["policies"], json!(["user-list"]));
+                limited_by_route += 1;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!((admitted, limited_by_route), (20, 5));
+    // The five rejected by the route charged nothing to their keys (each used 4
+    // of 5), and other routes are not counted by the route's limit.
+    assert_eq!(
+        gw.get("/other", Some(&keys[0])).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        gw.get("/other", Some(&keys[0])).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "per-key 5/2s is used up"
+    );
+    gw.clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        gw.get(USER_LIST, Some(&keys[0])).await.status(),
+        StatusCode::OK
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn missing_and_unknown_keys_get_401_and_reach_nothing() {
+    let gw = TestGateway::start(CONFIG).await;
+    gw.key(KEY).await;
+    let missing = gw.get("/x", None).await;
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        problem(missing).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("x-api-key")
+    );
+    let unknown = gw.get("/x", Some("tg_not_a_key_at_all_99999")).await;
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    let detail = problem(unknown).await["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        detail.contains("`99999`") && !detail.contains("tg_not"),
+        "{detail}"
+    );
+    assert_eq!(gw.upstream.hits(), 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn hammering_after_a_429_is_blocked_with_403_until_an_admin_unblocks() {
+    let gw = TestGateway::start(CONFIG).await;
+    let id = gw.key(KEY).await;
+    for _ in 0..5 {
+        assert_eq!(gw.get("/x", Some(KEY)).await.status(), StatusCode::OK);
+    }
+    // The first 429 is fair; the next three come before its retry instant.
+    let statuses: Vec<u16> = futures_statuses(&gw, 4).await;
+    assert_eq!(statuses, [429, 429, 429, 403]);
+    let blocked = gw.get("/x", Some(KEY)).await;
+    assert_eq!(blocked.status(), StatusCode::FORBIDDEN);
+    let body = problem(blocked).await;
+    assert_eq!(
+        body["type"],
+        "https://tollgate.dev/problems/abnormal-usage-detected"
+    );
+    assert!(body["blocked_until"].as_str().unwrap().ends_with('Z'));
+    // Blocked even once the window has passed...
+    gw.clock.advance(Duration::from_secs(3));
+    assert_eq!(
+        gw.get("/x", Some(KEY)).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let blocks: serde_json::Value = gw
+        .admin(Method::GET, "/admin/blocks")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(blocks[0]["key_id"], id);
+    // ...until an admin lifts it.
+    let lifted = gw
+        .admin(Method::DELETE, &format!("/admin/blocks/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(gw.get("/x", Some(KEY)).await.status(), StatusCode::OK);
+    gw.stop().await;
+}
+
+async fn futures_statuses(gw: &TestGateway, n: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        statuses.push(gw.get("/x", Some(KEY)).await.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn a_tier_change_takes_effect_on_the_next_request_without_resetting_the_window() {
+    let gw = TestGateway::start(CONFIG).await;
+    let id = gw.key(KEY).await;
+    for _ in 0..5 {
+        assert_eq!(gw.get("/x", Some(KEY)).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        gw.get("/x", Some(KEY)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let change = gw
+        .admin(Method::PUT, &format!("/admin/keys/{id}/increments"))
+        .header("x-admin-actor", "billing@provider")
+        .json(&json!({"increments": 1, "reason": "paid +5"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(change.status(), StatusCode::OK);
+    // 10 per window now, 5 already used: exactly 5 more.
+    let response = gw.get("/x", Some(KEY)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        param(
+            &ratelimit_fields(&response),
+            "ratelimit-policy:per-key",
+            "q"
+        ),
+        10
+    );
+    for _ in 0..4 {
+        assert_eq!(gw.get("/x", Some(KEY)).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        gw.get("/x", Some(KEY)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let history: serde_json::Value = gw
+        .admin(Method::GET, &format!("/admin/keys/{id}/tier-history"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history[0]["actor"], "billing@provider");
+    assert_eq!(
+        (history[0]["from"].as_u64(), history[0]["to"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let shown: serde_json::Value = gw
+        .admin(Method::GET, &format!("/admin/keys/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["usage"][0]["used"], 10);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_failures_become_502_and_504_and_the_gateway_keeps_serving() {
+    let gw = TestGateway::start(CONFIG).await;
+    gw.key(KEY).await;
+    let slow = gw.get("/slow", Some(KEY)).await;
+    assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        problem(slow).await["type"],
+        "https://tollgate.dev/problems/upstream-timeout"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let down = TestGateway::start(&CONFIG.replace("UPSTREAM", &format!("http://{closed}"))).await;
+    down.key(KEY).await;
+    let response = down.get("/x", Some(KEY)).await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(problem(response).await["status"], 502);
+    assert_eq!(gw.get("/x", Some(KEY)).await.status(), StatusCode::OK);
+    down.stop().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_status_and_the_gateway_stays_up() {
+    let gw = TestGateway::start(CONFIG).await;
+    gw.key(KEY).await;
+    // A request head larger than the limit.
+    let huge_header = "x".repeat(100 * 1024);
+    let response = gw
+        .client
+        .get(format!("{}/x", gw.url))
+        .header("x-api-key", KEY)
+        .header("x-filler", huge_header)
+        .send()
+        .await;
+    if let Ok(response) = response {
+        assert_eq!(
+            response.status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+    }
+    // A body over `max_body`.
+    let big = gw
+        .client
+        .post(format!("{}/x", gw.url))
+        .header("x-api-key", KEY)
+        .body(vec![b'a'; 200 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // A key header that is not valid text.
+    let bad = gw
+        .client
+        .get(format!("{}/x", gw.url))
+        .header(
+            "x-api-key",
+            reqwest::header::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    // An unknown admin token.
+    let admin = gw
+        .client
+        .get(format!("{}/admin/keys", gw.admin_url))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), StatusCode::UNAUTHORIZED);
+    // A slow client that never finishes its headers is cut off; others are served.
+    let mut slow = tokio::net::TcpStream::connect(gw.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut slow, b"GET /x HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        gw.get("/x", Some(KEY)).await.status(),
+        StatusCode::OK,
+        "still serving"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_under_load_drops_no_request_and_keeps_the_windows() {
+    let gw = TestGateway::start(CONFIG).await;
+    let watched = "tg_watched_key_dddddddddddd";
+    gw.key(watched).await;
+    let keys: Vec<String> = (0..4)
+        .map(|i| format!("tg_load_key_{i}_cccccccccccc"))
+        .collect();
+    for key in &keys {
+        gw.key(key).await;
+    }
+    for used in 1..=3 {
+        let response = gw.get("/x", Some(watched)).await;
+        assert_eq!(
+            param(&ratelimit_fields(&response), "ratelimit:per-key", "r"),
+            5 - used
+        );
+    }
+    let load: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            let (client, url, key) = (gw.client.clone(), gw.url.clone(), key.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..150 {
+                    let response = client
+                        .get(format!("{url}{USER_LIST}"))
+                        .header("x-api-key", &key)
+                        .send()
+                        .await
+                        .expect("no request is dropped");
+                    statuses.push(response.status().as_u16());
+                }
+                statuses
+            })
+        })
+        .collect();
+    let upstream = gw.gateway.upstream_url(0).unwrap();
+    for round in 0..20 {
+        // Alternate the shared route limit; the per-key policy keeps its name.
+        let rate = if round % 2 == 0 { "30/s" } else { "20/s" };
+        let text = CONFIG
+            .replace("rate = \"20/s\"", &format!("rate = \"{rate}\""))
+            .replace("UPSTREAM", &upstream);
+        let config = GatewayConfig::parse(&text, std::path::Path::new("reload.toml")).unwrap();
+        gw.gateway.reload(config);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for task in load {
+        // Hammering keys end up blocked, which is an answer too: none is lost.
+        let statuses = task.await.unwrap();
+        assert!(
+            statuses.iter().all(|s| [200, 429, 403].contains(s)),
+            "{statuses:?}"
+        );
+    }
+    // The watched key's window survived twenty reloads: 3 of 5 still used.
+    let response = gw.get("/x", Some(watched)).await;
+    assert_eq!(
+        param(&ratelimit_fields(&response), "ratelimit:per-key", "r"),
+        1
+    );
+    gw.stop().await;
+}

@@ -1,0 +1,14 @@
+//! `RedisStore` against a real redis-server on 127.0.0.1:6379 (or
+//! `TOLLGATE_REDIS_URL`): the same decisions as `MemoryStore`, exact across
+//! clients, one round trip, and a few hundred bytes a key.
+//!
+//! Every test works under a random key prefix, so tests run in parallel, and
+//! deletes its keys when done. Without a server the tests fail, saying how to
+//! start one; they never skip.
+
+mod behaviour;
+mod concurrency;
+mod conformance;
+mod memory;
+mod round_trip;
+mod support;
