@@ -11,8 +11,10 @@ use tollgate_core::enforce::Enforcer;
 use tollgate_core::{Clock, MemoryStore};
 
 use crate::config::{ConfigError, GatewayConfig};
+use crate::increase::handlers as increase;
 use crate::keys::{KeyError, Keys};
 use crate::layer::{Enforcement, KeyResolver, RateLimitLayer, ResolvedKey};
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::proxy::{ForwardTable, Proxy, forward};
 use crate::routes::RouteTable;
@@ -79,6 +81,7 @@ impl Gateway {
         let keys = Arc::new(keys);
         let metrics = Metrics::new();
         let store = Arc::new(MemoryStore::new(Arc::clone(&clock)));
+        let ledger = Arc::new(Ledger::new(clock.now()));
         let enforcer = Enforcer::new(config.policies.clone(), store, config.escalation);
         let enforcement = Enforcement::new(
             enforcer,
@@ -87,6 +90,7 @@ impl Gateway {
             Arc::clone(&keys) as Arc<dyn KeyResolver>,
             clock,
             Arc::clone(&metrics),
+            Arc::clone(&ledger),
         );
         let forward = ForwardTable {
             routes: config.routes.clone(),
@@ -110,10 +114,24 @@ impl Gateway {
             Arc::clone(&self.metrics),
             config.api_key.header.clone(),
         );
-        Router::new()
+        let proxied = Router::new()
             .fallback(forward)
             .with_state(proxy)
-            .layer(RateLimitLayer::new(Arc::clone(&self.enforcement)))
+            .layer(RateLimitLayer::new(Arc::clone(&self.enforcement)));
+        // The gateway's own endpoints for integrators, outside every limit.
+        let own = Router::new()
+            .route(
+                "/limit-increase-requests",
+                axum::routing::post(increase::submit),
+            )
+            .route(
+                "/limit-increase-requests/{id}",
+                axum::routing::get(increase::status),
+            )
+            .with_state(self.clone());
+        Router::new()
+            .nest("/_tollgate", own)
+            .fallback_service(proxied)
             .layer(tower_http::limit::RequestBodyLimitLayer::new(
                 config.max_body as usize,
             ))

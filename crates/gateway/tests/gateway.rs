@@ -489,3 +489,208 @@ async fn a_reload_under_load_drops_no_request_and_keeps_the_windows() {
     );
     gw.stop().await;
 }
+
+fn application(last5: &str) -> serde_json::Value {
+    json!({
+        "key_last5": last5,
+        "company": "Acme Lettings",
+        "industry": "property management",
+        "scenario": "nightly tenancy import",
+        "import_frequency": "every 15 minutes",
+        "storage_layer": "PostgreSQL 15",
+        "full_sync_duration": "40 minutes",
+        "peak_concurrency": 4,
+        "handles_429": true,
+        "increments_wanted": 1
+    })
+}
+
+#[tokio::test]
+async fn a_limit_increase_request_carries_evidence_and_approval_applies_it() {
+    let gw = TestGateway::start(CONFIG).await;
+    let id = gw.key(KEY).await;
+    for _ in 0..7 {
+        gw.get("/x", Some(KEY)).await;
+    }
+    let submit = |body: serde_json::Value| {
+        gw.client
+            .post(format!("{}/_tollgate/limit-increase-requests", gw.url))
+            .header("x-api-key", KEY)
+            .json(&body)
+            .send()
+    };
+    // What the seeds' providers refuse, with the reason.
+    let mut no_429 = application("12345");
+    no_429["handles_429"] = json!(false);
+    let refused = submit(no_429).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        problem(refused).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Retry-After")
+    );
+    let wrong_key = submit(application("99999")).await.unwrap();
+    assert_eq!(wrong_key.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let malformed = gw
+        .client
+        .post(format!("{}/_tollgate/limit-increase-requests", gw.url))
+        .header("x-api-key", KEY)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+
+    let created = submit(application("12345")).await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let request: serde_json::Value = created.json().await.unwrap();
+    assert_eq!(request["status"], "pending");
+    assert_eq!(
+        request["evidence"]["rejected_429"], 2,
+        "the 6th and 7th requests"
+    );
+    assert_eq!(
+        request["evidence"]["strikes"], 1,
+        "the 7th came before the retry instant"
+    );
+    assert_eq!(request["evidence"]["peak_usage_per_day"][0]["used"], 5);
+    assert_eq!(request["evidence"]["peak_usage_per_day"][0]["limit"], 5);
+
+    let pending: serde_json::Value = gw
+        .admin(Method::GET, "/admin/limit-increase-requests?status=pending")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending.as_array().unwrap().len(), 1);
+    let request_id = request["id"].as_i64().unwrap();
+    let approved = gw
+        .admin(
+            Method::POST,
+            &format!("/admin/limit-increase-requests/{request_id}/approve"),
+        )
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), StatusCode::OK);
+    let shown: serde_json::Value = gw
+        .admin(Method::GET, &format!("/admin/keys/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["increments"], 1);
+    let again = gw
+        .admin(
+            Method::POST,
+            &format!("/admin/limit-increase-requests/{request_id}/approve"),
+        )
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST, "decided once");
+
+    let second: serde_json::Value = submit(application("12345"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second_id = second["id"].as_i64().unwrap();
+    let no_reason = gw
+        .admin(
+            Method::POST,
+            &format!("/admin/limit-increase-requests/{second_id}/decline"),
+        )
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_reason.status(), StatusCode::BAD_REQUEST);
+    let declined = gw
+        .admin(
+            Method::POST,
+            &format!("/admin/limit-increase-requests/{second_id}/decline"),
+        )
+        .json(&json!({"reason": "use the bulk endpoint first"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declined.status(), StatusCode::OK);
+    let status: serde_json::Value = gw
+        .client
+        .get(format!(
+            "{}/_tollgate/limit-increase-requests/{second_id}",
+            gw.url
+        ))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "declined");
+    assert_eq!(status["decision_reason"], "use the bulk endpoint first");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_outcomes_per_policy_without_keys() {
+    let gw = TestGateway::start(CONFIG).await;
+    gw.key(KEY).await;
+    for _ in 0..6 {
+        gw.get("/x", Some(KEY)).await;
+    }
+    let text = gw
+        .client
+        .get(format!("{}/metrics", gw.admin_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("tollgate_policy_admitted_total{policy=\"per-key\"} 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tollgate_policy_rejected_total{policy=\"per-key\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tollgate_requests_total{outcome=\"limited\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(KEY) && !text.contains("12345"),
+        "no key in metrics"
+    );
+    assert_eq!(
+        gw.client
+            .get(format!("{}/healthz", gw.admin_url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        gw.client
+            .get(format!("{}/readyz", gw.admin_url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    gw.stop().await;
+}

@@ -16,7 +16,7 @@ use crate::problem::rfc3339;
 type Result<T> = std::result::Result<T, AdminError>;
 
 /// Who made a change, for the billing record: the `X-Admin-Actor` header, or `admin`.
-fn actor(headers: &HeaderMap) -> String {
+pub(crate) fn actor(headers: &HeaderMap) -> String {
     headers
         .get("x-admin-actor")
         .and_then(|v| v.to_str().ok())

@@ -12,8 +12,11 @@ use http::StatusCode;
 use subtle::ConstantTimeEq;
 
 use crate::Gateway;
+use crate::increase::handlers as increase;
+
 use crate::keys::KeyError;
 use crate::problem::Problem;
+pub(crate) use handlers::actor;
 
 /// The admin router for `gateway`.
 pub fn router(gateway: Gateway) -> Router {
@@ -28,6 +31,15 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/blocks", get(handlers::list_blocks))
         .route("/blocks/{id}", delete(handlers::unblock))
         .route("/reload", post(handlers::reload))
+        .route("/limit-increase-requests", get(increase::list))
+        .route(
+            "/limit-increase-requests/{id}/approve",
+            post(increase::approve),
+        )
+        .route(
+            "/limit-increase-requests/{id}/decline",
+            post(increase::decline),
+        )
         .route_layer(middleware::from_fn_with_state(
             gateway.clone(),
             require_token,

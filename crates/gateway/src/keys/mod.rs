@@ -236,7 +236,13 @@ impl Keys {
     }
 
     /// The time for the records, unix milliseconds.
-    fn now_ms(&self) -> i64 {
+    /// The database, for other records kept beside the keys (limit-increase
+    /// requests).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
         i64::try_from(self.clock.now().as_millis()).unwrap_or(i64::MAX)
     }
 

@@ -9,6 +9,7 @@ use tollgate_core::enforce::{Enforcer, Outcome};
 use tollgate_core::{Clock, Decision, LimitId, MemoryStore, Policy, Subject};
 
 use crate::config::ApiKeySource;
+use crate::ledger::Ledger;
 use crate::metrics::{Metrics, PolicyLabel};
 use crate::problem::Problem;
 use crate::routes::RouteTable;
@@ -49,6 +50,8 @@ pub struct Enforcement {
     pub(crate) keys: Arc<dyn KeyResolver>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Per-key evidence for limit-increase requests.
+    pub(crate) ledger: Arc<Ledger>,
     /// Per-policy counters, created once so the hot path does not allocate labels.
     counters: Vec<(LimitId, Counter, Counter)>,
 }
@@ -62,6 +65,7 @@ impl Enforcement {
         keys: Arc<dyn KeyResolver>,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
+        ledger: Arc<Ledger>,
     ) -> Self {
         let counters = enforcer
             .policies()
@@ -84,6 +88,7 @@ impl Enforcement {
             keys,
             clock,
             metrics,
+            ledger,
             counters,
         }
     }
@@ -97,6 +102,7 @@ impl Enforcement {
             Arc::clone(&self.keys),
             Arc::clone(&self.clock),
             Arc::clone(&self.metrics),
+            Arc::clone(&self.ledger),
         )
     }
 
@@ -106,13 +112,8 @@ impl Enforcement {
     }
 
     /// The API key a request presents, if it presents one in the configured way.
-    fn presented_key<'a>(&self, parts: &'a Parts) -> Option<&'a str> {
-        let value = parts
-            .headers
-            .get(&self.api_key.header)?
-            .to_str()
-            .ok()?
-            .trim();
+    pub(crate) fn presented_key<'a>(&self, headers: &'a http::HeaderMap) -> Option<&'a str> {
+        let value = headers.get(&self.api_key.header)?.to_str().ok()?.trim();
         let key = match &self.api_key.scheme {
             None => value,
             Some(scheme) => {
@@ -143,7 +144,7 @@ impl Enforcement {
     /// Decides a request: `Ok` to pass it on, `Err` with the response to send
     /// instead. Nothing reaches the inner service for a `401`, `403` or `429`.
     pub async fn admit(&self, parts: &Parts) -> Result<Admitted, Response> {
-        let Some(presented) = self.presented_key(parts) else {
+        let Some(presented) = self.presented_key(&parts.headers) else {
             self.metrics.outcome("unauthorized");
             let how = match &self.api_key.scheme {
                 Some(scheme) => format!("`{}: {scheme} <key>`", self.api_key.header),
@@ -185,6 +186,7 @@ impl Enforcement {
             Outcome::Admitted(decision) => {
                 self.count(&decision);
                 self.metrics.outcome("admitted");
+                self.record_peak(key.id, now, &decision);
                 Ok(Admitted {
                     key,
                     endpoint,
@@ -197,10 +199,12 @@ impl Enforcement {
                 if struck {
                     self.metrics.strikes.inc();
                 }
+                self.ledger.rejected(key.id, struck);
                 Err(self.limited(&decision))
             }
             Outcome::Blocked { until, now_blocked } => {
                 self.metrics.outcome("blocked");
+                self.ledger.refused(key.id, now_blocked);
                 if now_blocked {
                     self.metrics.strikes.inc();
                     self.metrics.blocks.inc();
@@ -208,6 +212,20 @@ impl Enforcement {
                 }
                 Err(Problem::blocked(until, now).into_response())
             }
+        }
+    }
+
+    /// Records how much of its per-key limit an admitted request left in use.
+    fn record_peak(&self, key: u32, now: tollgate_core::Timestamp, decision: &Decision) {
+        let policies = self.enforcer.policies();
+        let per_key = decision.verdicts().iter().find(|v| {
+            policies
+                .get(v.limit)
+                .is_some_and(|p| p.scope == tollgate_core::Scope::PerKey)
+        });
+        if let Some(v) = per_key {
+            self.ledger
+                .admitted(key, now, v.quota - v.remaining, v.quota);
         }
     }
 
