@@ -2,7 +2,7 @@
 //! that decides and records, with the time passed in.
 //!
 //! A state answers two questions separately — would one more request be admitted
-//! ([`LimitState::peek`]), and record that it was ([`LimitState::charge`]) — so the
+//! (`LimitState::peek`), and record that it was (`LimitState::charge`) — so the
 //! store can ask every limit a request matches before charging any of them.
 
 mod fixed;

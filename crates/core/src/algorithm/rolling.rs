@@ -22,7 +22,7 @@ const STEPS_PER_WINDOW: u64 = 60_000;
 
 /// The resolution in nanoseconds the rolling log keeps instants at, for a
 /// window of `window_nanos`: the smallest power of ten, from
-/// 1 µs up, that spans the window in at most [`STEPS_PER_WINDOW`] steps.
+/// 1 µs up, that spans the window in at most 60,000 steps.
 pub fn resolution_nanos(window_nanos: u64) -> u64 {
     let mut step = 1_000;
     while window_nanos.div_ceil(step) > STEPS_PER_WINDOW {
