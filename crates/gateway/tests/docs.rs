@@ -1,0 +1,40 @@
+//! Every gateway configuration shown in the docs and examples loads as it is.
+
+use std::path::Path;
+
+use tollgate_gateway::config::GatewayConfig;
+
+/// The ```toml blocks of a Markdown file.
+fn toml_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, fence) if fence.starts_with("```toml") => current = Some(String::new()),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            _ => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn the_configurations_in_the_docs_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = root.join("docs/gateway.md");
+    let blocks = toml_blocks(&std::fs::read_to_string(&doc).unwrap());
+    let gateway_blocks: Vec<_> = blocks.iter().filter(|b| b.contains("listen =")).collect();
+    assert!(!gateway_blocks.is_empty(), "docs/gateway.md shows a configuration");
+    for block in gateway_blocks {
+        if let Err(err) = GatewayConfig::parse(block, &doc) {
+            panic!("a configuration in docs/gateway.md does not load: {err}\n{block}");
+        }
+    }
+    for example in ["examples/gateway.toml"] {
+        GatewayConfig::load(&root.join(example)).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
