@@ -410,7 +410,24 @@ async fn bad_input_gets_the_right_status_and_the_gateway_stays_up() {
         .await
         .unwrap();
     assert_eq!(admin.status(), StatusCode::UNAUTHORIZED);
-    // A slow client that never finishes its headers is cut off; others are served.
+    // Raw bytes that are not HTTP: a path that is not UTF-8, a header line
+    // without a colon.
+    let head = |first: &[u8], extra: &str| {
+        [
+            first,
+            format!(" HTTP/1.1\r\nHost: a\r\n{extra}X-Api-Key: {KEY}\r\n\r\n").as_bytes(),
+        ]
+        .concat()
+    };
+    for raw in [
+        head(b"GET /caf\xe9/\xff\xfe", ""),
+        head(b"GET /x", "Not a header\r\n"),
+    ] {
+        let answer = raw_exchange(&gw, &raw).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{raw:?} got {answer}");
+    }
+    // A slow client that never finishes its headers is cut off (after the 1 s
+    // header timeout); others are served meanwhile.
     let mut slow = tokio::net::TcpStream::connect(gw.url.trim_start_matches("http://"))
         .await
         .unwrap();
@@ -422,6 +439,13 @@ async fn bad_input_gets_the_right_status_and_the_gateway_stays_up() {
         StatusCode::OK,
         "still serving"
     );
+    let mut rest = Vec::new();
+    let cut = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut slow, &mut rest),
+    )
+    .await;
+    assert!(cut.is_ok(), "the slow client was cut off");
     gw.stop().await;
 }
 
@@ -693,4 +717,19 @@ async fn metrics_count_outcomes_per_policy_without_keys() {
         StatusCode::OK
     );
     gw.stop().await;
+}
+
+/// Sends raw bytes on a fresh connection; returns what came back.
+async fn raw_exchange(gw: &TestGateway, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(gw.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..read]).into_owned()
 }
