@@ -28,13 +28,15 @@ fn the_configurations_in_the_docs_load() {
     let doc = root.join("docs/gateway.md");
     let blocks = toml_blocks(&std::fs::read_to_string(&doc).unwrap());
     let gateway_blocks: Vec<_> = blocks.iter().filter(|b| b.contains("listen =")).collect();
-    assert!(!gateway_blocks.is_empty(), "docs/gateway.md shows a configuration");
+    assert!(
+        !gateway_blocks.is_empty(),
+        "docs/gateway.md shows a configuration"
+    );
     for block in gateway_blocks {
         if let Err(err) = GatewayConfig::parse(block, &doc) {
             panic!("a configuration in docs/gateway.md does not load: {err}\n{block}");
         }
     }
-    for example in ["examples/gateway.toml"] {
-        GatewayConfig::load(&root.join(example)).unwrap_or_else(|e| panic!("{e}"));
-    }
+    let example = root.join("examples/gateway.toml");
+    GatewayConfig::load(&example).unwrap_or_else(|e| panic!("{e}"));
 }
