@@ -2,7 +2,6 @@
 //! it enforces. Loaded and checked in full before anything starts; every mistake
 //! is reported with its file, line and key, and what to write instead.
 
-mod error;
 mod raw;
 mod validate;
 
@@ -14,7 +13,7 @@ use http::{HeaderName, Method, Uri};
 use tollgate_core::PolicySet;
 use tollgate_core::abuse::EscalationPolicy;
 
-pub use error::ConfigError;
+pub use tollgate_config::ConfigError;
 
 /// How clients present their API key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,14 +89,7 @@ pub struct GatewayConfig {
 impl GatewayConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
-            file: path.to_owned(),
-            line: 0,
-            key: String::new(),
-            problem: format!(
-                "cannot read it ({err}); check the path, or start from examples/gateway.toml"
-            ),
-        })?;
+        let text = tollgate_config::Locator::read(path, "examples/gateway.toml")?;
         Self::parse(&text, path)
     }
 

@@ -1,6 +1,5 @@
 //! From the file as written to a checked [`GatewayConfig`].
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -9,15 +8,15 @@ use tollgate_core::abuse::EscalationPolicy;
 use tollgate_core::{Algorithm, Endpoints, Policy, PolicySet, Quota, Rate, Scope};
 use toml::Spanned;
 
-use super::error::Locator;
 use super::raw::{RawConfig, RawLimit, RawRoute, RawUpstream};
 use super::{AdminConfig, ApiKeySource, ConfigError, GatewayConfig, Route, Upstream};
+use tollgate_config::Locator;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
 pub(super) fn validate(text: &str, path: &Path) -> Result<GatewayConfig> {
-    let at = Locator { file: path, text };
-    let raw: RawConfig = toml::from_str(text).map_err(|e| at.toml_error(&e))?;
+    let at = Locator::new(path, text, "docs/gateway.md");
+    let raw: RawConfig = at.parse()?;
     let upstreams = raw
         .upstreams
         .iter()
@@ -55,26 +54,18 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<GatewayConfig> {
             Some(s) => *s.get_ref(),
             None => defaults.strikes,
         },
-        strike_window: duration_or(
-            &at,
+        strike_window: at.duration_or(
             "escalation.strike_window",
             &e.strike_window,
             defaults.strike_window,
         )?,
-        first_block: duration_or(
-            &at,
+        first_block: at.duration_or(
             "escalation.first_block",
             &e.first_block,
             defaults.first_block,
         )?,
-        max_block: duration_or(
-            &at,
-            "escalation.max_block",
-            &e.max_block,
-            defaults.max_block,
-        )?,
-        forget_offences_after: duration_or(
-            &at,
+        max_block: at.duration_or("escalation.max_block", &e.max_block, defaults.max_block)?,
+        forget_offences_after: at.duration_or(
             "escalation.forget_after",
             &e.forget_after,
             defaults.forget_offences_after,
@@ -82,13 +73,13 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<GatewayConfig> {
     };
     Ok(GatewayConfig {
         source: path.to_owned(),
-        listen: address(&at, "listen", &raw.listen)?,
+        listen: at.address("listen", &raw.listen)?,
         database,
         api_key: api_key(&at, &raw)?,
         admin: match &raw.admin {
             None => None,
             Some(a) => Some(AdminConfig {
-                listen: address(&at, "admin.listen", &a.listen)?,
+                listen: at.address("admin.listen", &a.listen)?,
                 token_env: a.token_env.as_ref().map_or_else(
                     || "TOLLGATE_ADMIN_TOKEN".to_owned(),
                     |t| t.get_ref().clone(),
@@ -99,19 +90,9 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<GatewayConfig> {
         tier_step: step,
         max_body: match &raw.requests.max_body {
             None => 1 << 20,
-            Some(s) => bytes(s.get_ref()).ok_or_else(|| {
-                at.error(
-                    &s.span(),
-                    "requests.max_body",
-                    format!(
-                        "`{}` is not a size: write it like `1MiB`, `64KiB` or `1048576`",
-                        s.get_ref()
-                    ),
-                )
-            })?,
+            Some(s) => at.bytes("requests.max_body", s)?,
         },
-        header_timeout: duration_or(
-            &at,
+        header_timeout: at.duration_or(
             "requests.header_timeout",
             &raw.requests.header_timeout,
             Duration::from_secs(10),
@@ -120,58 +101,6 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<GatewayConfig> {
         routes,
         policies: PolicySet::new(policies),
     })
-}
-
-fn address(at: &Locator<'_>, key: &str, value: &Spanned<String>) -> Result<SocketAddr> {
-    value.get_ref().parse().map_err(|_| {
-        at.error(
-            &value.span(),
-            key,
-            format!(
-                "`{}` is not an address: write it like `127.0.0.1:8080`",
-                value.get_ref()
-            ),
-        )
-    })
-}
-
-fn duration_or(
-    at: &Locator<'_>,
-    key: &str,
-    value: &Option<Spanned<String>>,
-    default: Duration,
-) -> Result<Duration> {
-    let Some(value) = value else {
-        return Ok(default);
-    };
-    tollgate_core::parse_duration(value.get_ref())
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            at.error(
-                &value.span(),
-                key,
-                format!(
-                    "`{}` is not a duration: write it like `60s`, `500ms` or `1h`",
-                    value.get_ref()
-                ),
-            )
-        })
-}
-
-fn bytes(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let factor = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "KB" | "k" => 1 << 10,
-        "MiB" | "MB" | "M" => 1 << 20,
-        "GiB" | "GB" | "G" => 1 << 30,
-        _ => return None,
-    };
-    number.parse::<u64>().ok()?.checked_mul(factor)
 }
 
 fn api_key(at: &Locator<'_>, raw: &RawConfig) -> Result<ApiKeySource> {
@@ -214,8 +143,7 @@ fn upstream(at: &Locator<'_>, index: usize, raw: &RawUpstream) -> Result<Upstrea
     Ok(Upstream {
         name: raw.name.get_ref().clone(),
         url,
-        timeout: duration_or(
-            at,
+        timeout: at.duration_or(
             &format!("upstreams[{index}].timeout"),
             &raw.timeout,
             Duration::from_secs(30),

@@ -1,0 +1,5 @@
+//! The consumer side of tollgate: imports data from rate-limited APIs into your
+//! storage layer, on an even schedule inside each provider's budget, waiting out
+//! every `429` so a key is never blocked.
+
+pub mod pacer;
