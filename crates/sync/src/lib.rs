@@ -2,4 +2,5 @@
 //! storage layer, on an even schedule inside each provider's budget, waiting out
 //! every `429` so a key is never blocked.
 
+pub mod config;
 pub mod pacer;

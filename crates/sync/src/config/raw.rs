@@ -1,0 +1,87 @@
+//! `sync.toml` as written, with the position of every value.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub store: Option<Spanned<String>>,
+    pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub sources: Vec<RawSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    pub name: Spanned<String>,
+    pub base_url: Spanned<String>,
+    pub key: Spanned<RawKey>,
+    /// `["50/60s", "20/s"]` or `"discover"`.
+    pub limits: Spanned<RawLimits>,
+    pub timeout: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub resources: Vec<RawResource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawLimits {
+    Known(Vec<String>),
+    Word(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKey {
+    pub header: Option<Spanned<String>>,
+    pub scheme: Option<Spanned<String>>,
+    pub env: Option<Spanned<String>>,
+    pub file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResource {
+    pub name: Spanned<String>,
+    pub path: Spanned<String>,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    pub records: Option<Spanned<String>>,
+    pub id: Option<Spanned<String>>,
+    pub pagination: Option<RawPagination>,
+    pub incremental: Option<RawIncremental>,
+    pub every: Spanned<String>,
+    pub limit: Option<Spanned<String>>,
+    pub for_each: Option<RawForEach>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPagination {
+    pub style: Spanned<String>,
+    pub param: Option<String>,
+    pub size_param: Option<String>,
+    pub size: Option<u32>,
+    pub start: Option<u64>,
+    pub next: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIncremental {
+    pub field: String,
+    pub param: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawForEach {
+    pub resource: Spanned<String>,
+    /// Path placeholder → field of the parent record.
+    pub fields: BTreeMap<String, String>,
+}

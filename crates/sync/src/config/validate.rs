@@ -1,0 +1,251 @@
+//! From the file as written to a checked [`SyncConfig`].
+
+use std::path::Path;
+
+use http::HeaderName;
+use tollgate_config::Locator;
+use toml::Spanned;
+
+use super::raw::{RawConfig, RawLimits, RawPagination, RawResource, RawSource};
+use super::{
+    ConfigError, ForEach, Incremental, KeySpec, Pagination, Resource, SecretSource, Source,
+    SyncConfig,
+};
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub(super) fn validate(text: &str, path: &Path) -> Result<SyncConfig> {
+    let at = Locator::new(path, text, "docs/sync.md");
+    let raw: RawConfig = at.parse()?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let store = match &raw.store {
+        None => format!("sqlite://{}", dir.join("tollgate-sync.db").display()),
+        Some(s) if s.get_ref().starts_with("postgres://") || s.get_ref().starts_with("postgresql://") => s.get_ref().clone(),
+        Some(s) if s.get_ref() == "sqlite::memory:" => s.get_ref().clone(),
+        Some(s) => match s.get_ref().strip_prefix("sqlite://") {
+            Some(file) if Path::new(file).is_absolute() => s.get_ref().clone(),
+            Some(file) => format!("sqlite://{}", dir.join(file).display()),
+            None => return Err(at.at(s, "store", format!("`{}` is not a store: write `sqlite://tollgate-sync.db` or `postgres://user@host/db`", s.get_ref()))),
+        },
+    };
+    if raw.sources.is_empty() {
+        return Err(at.error(
+            &(0..0),
+            "sources",
+            "no source: add a [[sources]] table (see examples/sync.toml)",
+        ));
+    }
+    let sources = raw
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| source(&at, i, s))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SyncConfig {
+        source: path.to_owned(),
+        store,
+        listen: raw
+            .listen
+            .as_ref()
+            .map(|l| at.address("listen", l))
+            .transpose()?,
+        sources,
+    })
+}
+
+fn source(at: &Locator<'_>, index: usize, raw: &RawSource) -> Result<Source> {
+    let key = |field: &str| format!("sources[{index}].{field}");
+    let base_url = raw.base_url.get_ref().trim_end_matches('/').to_owned();
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(at.at(
+            &raw.base_url,
+            key("base_url"),
+            format!(
+                "`{}` is not a URL: write it like `https://api.example.com`",
+                raw.base_url.get_ref()
+            ),
+        ));
+    }
+    let limits = match raw.limits.get_ref() {
+        RawLimits::Word(word) if word == "discover" => None,
+        RawLimits::Word(one) => Some(vec![rate_at(at, &raw.limits, &key("limits"), one)?]),
+        RawLimits::Known(list) if list.is_empty() => {
+            return Err(at.at(&raw.limits, key("limits"), "is empty: give the provider's limits like `[\"50/60s\"]`, or `\"discover\"` to learn them"));
+        }
+        RawLimits::Known(list) => Some(
+            list.iter()
+                .map(|l| rate_at(at, &raw.limits, &key("limits"), l))
+                .collect::<Result<_>>()?,
+        ),
+    };
+    let header = match &raw.key.get_ref().header {
+        None => HeaderName::from_static("x-api-key"),
+        Some(h) => HeaderName::try_from(h.get_ref().as_str()).map_err(|_| {
+            at.at(
+                h,
+                key("key.header"),
+                format!("`{}` is not a header name", h.get_ref()),
+            )
+        })?,
+    };
+    let scheme = match &raw.key.get_ref().scheme {
+        Some(s) => Some(s.get_ref().clone()),
+        None if header == http::header::AUTHORIZATION => Some("Bearer".to_owned()),
+        None => None,
+    };
+    let secret = match (&raw.key.get_ref().env, &raw.key.get_ref().file) {
+        (Some(env), None) => SecretSource::Env(env.get_ref().clone()),
+        (None, Some(file)) => SecretSource::File(file.get_ref().into()),
+        _ => return Err(at.at(&raw.key, key("key"), "name exactly one of `env` (an environment variable) or `file` that holds the API key; the key itself never goes in this file")),
+    };
+    let resources = raw
+        .resources
+        .iter()
+        .enumerate()
+        .map(|(r, res)| resource(at, index, r, res))
+        .collect::<Result<Vec<_>>>()?;
+    for (r, res) in resources.iter().enumerate() {
+        if let Some(parent) = &res.for_each {
+            let span = raw.resources[r]
+                .for_each
+                .as_ref()
+                .map(|f| f.resource.span())
+                .unwrap_or_default();
+            match resources.iter().position(|p| p.name == parent.resource) {
+                Some(p) if p < r => {}
+                Some(_) => {
+                    return Err(at.error(
+                        &span,
+                        format!("sources[{index}].resources[{r}].for_each.resource"),
+                        "the parent resource must come before the resource that fans out from it",
+                    ));
+                }
+                None => {
+                    return Err(at.error(
+                        &span,
+                        format!("sources[{index}].resources[{r}].for_each.resource"),
+                        format!("no resource is named `{}` in this source", parent.resource),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(Source {
+        name: raw.name.get_ref().clone(),
+        base_url,
+        key: KeySpec {
+            header,
+            scheme,
+            secret,
+        },
+        limits,
+        timeout: at.duration_or(
+            &key("timeout"),
+            &raw.timeout,
+            std::time::Duration::from_secs(30),
+        )?,
+        concurrency: raw
+            .concurrency
+            .as_ref()
+            .map_or(4, |c| *c.get_ref())
+            .clamp(1, 256),
+        resources,
+    })
+}
+
+fn rate_at(
+    at: &Locator<'_>,
+    span: &Spanned<RawLimits>,
+    key: &str,
+    text: &str,
+) -> Result<tollgate_core::Rate> {
+    text.parse().map_err(|e: tollgate_core::ParseRateError| {
+        at.at(span, key, format!("{e}, or `\"discover\"` to learn them"))
+    })
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 48
+}
+
+fn resource(at: &Locator<'_>, source: usize, index: usize, raw: &RawResource) -> Result<Resource> {
+    let key = |field: &str| format!("sources[{source}].resources[{index}].{field}");
+    if !is_identifier(raw.name.get_ref()) {
+        return Err(at.at(&raw.name, key("name"), format!("`{}` cannot name a table: use lower-case letters, digits and `_`, starting with a letter, like `channel_users`", raw.name.get_ref())));
+    }
+    let records = raw
+        .records
+        .as_ref()
+        .map_or(String::new(), |r| r.get_ref().clone());
+    if !records.is_empty() && !records.starts_with('/') {
+        let span = raw.records.as_ref().map(Spanned::span).unwrap_or_default();
+        return Err(at.error(
+            &span,
+            key("records"),
+            format!("`{records}` is not a JSON pointer: write it like `/data` or `/data/channels`"),
+        ));
+    }
+    Ok(Resource {
+        name: raw.name.get_ref().clone(),
+        path: raw.path.get_ref().clone(),
+        query: raw
+            .query
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        records,
+        id: raw
+            .id
+            .as_ref()
+            .map_or("id".to_owned(), |i| i.get_ref().clone()),
+        pagination: raw
+            .pagination
+            .as_ref()
+            .map(|p| pagination(at, &key("pagination.style"), p))
+            .transpose()?
+            .unwrap_or(Pagination::None),
+        incremental: raw.incremental.as_ref().map(|i| Incremental {
+            field: i.field.clone(),
+            param: i.param.clone(),
+        }),
+        every: at.duration(&key("every"), &raw.every)?,
+        limit: raw
+            .limit
+            .as_ref()
+            .map(|l| at.rate(&key("limit"), l))
+            .transpose()?,
+        for_each: raw.for_each.as_ref().map(|f| ForEach {
+            resource: f.resource.get_ref().clone(),
+            fields: f
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }),
+    })
+}
+
+fn pagination(at: &Locator<'_>, key: &str, raw: &RawPagination) -> Result<Pagination> {
+    let size = |default: &str| {
+        raw.size.map(|s| {
+            (
+                raw.size_param.clone().unwrap_or_else(|| default.to_owned()),
+                s,
+            )
+        })
+    };
+    Ok(match raw.style.get_ref().as_str() {
+        "none" => Pagination::None,
+        "page" => Pagination::Page { param: raw.param.clone().unwrap_or_else(|| "page".into()), size: size("per_page"), start: raw.start.unwrap_or(1) },
+        "offset" => Pagination::Offset { param: raw.param.clone().unwrap_or_else(|| "offset".into()), size: size("limit").unwrap_or(("limit".into(), 100)) },
+        "cursor" => Pagination::Cursor {
+            param: raw.param.clone().unwrap_or_else(|| "cursor".into()),
+            next: raw.next.as_ref().map_or("/next_cursor".to_owned(), |n| n.get_ref().clone()),
+        },
+        "link" => Pagination::Link,
+        other => return Err(at.at(&raw.style, key, format!("`{other}` is not a pagination style: write `page`, `offset`, `cursor`, `link` or `none`"))),
+    })
+}
