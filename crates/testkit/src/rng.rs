@@ -1,0 +1,67 @@
+//! A tiny deterministic generator: the same seed gives the same data and the
+//! same faults on every machine and every version of every dependency.
+
+/// SplitMix64: one `u64` of state, good enough spread for test data.
+#[derive(Clone, Debug)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix(self.0)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// A number in `low..=high`.
+    pub(crate) fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.below(high - low + 1)
+    }
+
+    /// One of `items` (non-empty).
+    pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// The SplitMix64 finaliser: scrambles every bit of `z` into every bit.
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A uniform draw in `[0, 1)` from the value of `parts`, in order.
+pub(crate) fn unit(parts: &[u64]) -> f64 {
+    let hash = parts
+        .iter()
+        .fold(0x2545_F491_4F6C_DD1D_u64, |acc, part| mix(acc ^ mix(*part)));
+    (hash >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_sequence() {
+        let (mut a, mut b) = (Rng::new(7), Rng::new(7));
+        assert!((0..100).all(|_| a.next_u64() == b.next_u64()));
+        assert_ne!(Rng::new(7).next_u64(), Rng::new(8).next_u64());
+    }
+
+    #[test]
+    fn unit_draws_spread_over_zero_to_one() {
+        let draws: Vec<f64> = (0..10_000).map(|n| unit(&[1, n])).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        let below_tenth = draws.iter().filter(|u| **u < 0.1).count();
+        assert!((800..1200).contains(&below_tenth), "{below_tenth}");
+    }
+}
