@@ -13,13 +13,19 @@
 -- ARGV[1]  now in microseconds, or '' to read Redis's TIME.
 -- ARGV[2]  extra lifetime, in milliseconds, that every written key keeps past
 --          the instant its state stops mattering.
--- ARGV[3]  '1' to charge when every charge admits, '0' to only look.
+-- ARGV[3]  '1' to charge when every charge admits, '0' to only look, '2' to
+--          reserve: charge as '1', and also answer one receipt per charge, what
+--          undo.lua needs to take exactly this charge back (Redis Cluster,
+--          where one request's charges in several slots are several scripts).
 -- then 6 per charge: algorithm ('r' rolling, 'f' fixed, 'g' gcra, 's' sliding
 --   counter), count, window in ns (the state's signature: a changed window starts
 --   afresh, as in MemoryStore), window in µs, step in µs (rolling) or emission
 --   interval in ns (gcra), burst (gcra).
 --
--- Returns {charged, then per charge: admitted, remaining, retry ns, reset ns}.
+-- Returns {charged, then per charge: admitted, remaining, retry ns, reset ns},
+-- then, when reserving, per charge a receipt (0 when nothing was charged):
+-- rolling, the slot taken; fixed and sliding counter, the window's index; gcra,
+-- the arrival time written, in whole µs.
 -- Writes only when it charges: when asked to and every charge admits.
 
 local floor = math.floor
@@ -37,7 +43,8 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local grace_ms = tonumber(ARGV[2])
-local commit = ARGV[3] == '1'
+local commit = ARGV[3] == '1' or ARGV[3] == '2'
+local reserve = ARGV[3] == '2'
 
 -- a / b rounded up, for a >= 0, b > 0.
 local function ceil_div(a, b)
@@ -101,6 +108,7 @@ function rolling.charge(c, key)
     at = slots[#slots]
   end
   slots[#slots + 1] = at
+  c.receipt = at
   local base = slots[1]
   local parts = {c.sig, pack('<d', base)}
   for i = 1, #slots do
@@ -134,6 +142,7 @@ function fixed.peek(c, raw)
 end
 
 function fixed.charge(c, key)
+  c.receipt = c.index
   store(key, c.sig .. pack('<dd', c.index, c.used + 1), c.ends_in)
 end
 
@@ -166,6 +175,7 @@ end
 function gcra.charge(c, key)
   local ahead = c.ahead + c.interval
   local whole_us = floor(ahead / 1000)
+  c.receipt = now + whole_us
   store(key, c.sig .. pack('<dd', now + whole_us, ahead - whole_us * 1000), ceil_div(ahead, 1000))
 end
 
@@ -231,6 +241,7 @@ function sliding.peek(c, raw)
 end
 
 function sliding.charge(c, key)
+  c.receipt = c.index
   local value = pack('<ddd', c.index, c.previous, math.min(c.current + 1, 65535))
   store(key, c.sig .. value, (c.index + 2) * c.window - now)
 end
@@ -272,6 +283,11 @@ local reply = {all}
 for i = 1, #KEYS do
   for _, v in ipairs(verdicts[i]) do
     reply[#reply + 1] = v
+  end
+end
+if reserve then
+  for i = 1, #KEYS do
+    reply[#reply + 1] = charges[i].receipt or 0
   end
 end
 return reply

@@ -136,9 +136,53 @@ pub(crate) fn state_key<K: RedisKey + ?Sized>(prefix: &str, key: &K, limit: u32)
     out
 }
 
+/// The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag (the text
+/// between the first `{` and the next `}`, when not empty) or else of the whole
+/// key, modulo 16384, as the server computes it.
+pub(crate) fn slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16(tagged.unwrap_or(key)) % 16_384
+}
+
+/// CRC-16/XMODEM: polynomial 0x1021, initial value 0, as Redis Cluster uses.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_are_the_servers() {
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        // `CLUSTER KEYSLOT` on Redis 7.
+        assert_eq!(slot(b"foo"), 12_182);
+        assert_eq!(slot(b"bar"), 5_061);
+        assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
+        assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}".as_slice()));
+        assert_ne!(slot(b"foo{}{bar}"), slot(b"bar"));
+        assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
+        assert_eq!(
+            slot(state_key("tg", &"key-1", 0).as_bytes()),
+            slot(state_key("tg", &("key-1", "users"), 3).as_bytes())
+        );
+    }
 
     #[test]
     fn one_api_key_is_one_hash_tag() {

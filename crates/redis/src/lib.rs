@@ -28,9 +28,11 @@
 //!   tag keeps one API key's limits in one Redis Cluster slot (see [`RedisKey`]).
 //!   Each key expires [`TTL_GRACE`] after its state stops mattering.
 //! * `rolling` keeps the instants of the admitted requests still in the window,
-//!   packed as an 8-byte base and 2 bytes per slot at the core's resolution
-//!   (about 190 bytes per key at `50/60s`, key name included); `fixed`, `gcra` and
-//!   `sliding-counter` keep 16 to 24 bytes.
+//!   packed as an 8-byte base and 2 bytes per slot at the core's resolution,
+//!   after a 13-byte signature: 121 bytes for a full log at `50/60s`, 216 bytes
+//!   per key in `MEMORY USAGE` (key name and Redis's overhead included);
+//!   `fixed`, `gcra` and `sliding-counter` keep 16 to 24 bytes after the
+//!   signature, 136 bytes per key in `MEMORY USAGE`.
 //! * Time is Redis's `TIME`, in microseconds, so processes with skewed clocks
 //!   agree; [`RedisStore::decide_at`] injects a time instead, for tests.
 //! * Lua numbers are doubles, exact for integers below 2⁵³: instants are whole
@@ -47,16 +49,34 @@
 //! [`Script`](redis::Script) sends `EVALSHA` and loads the script on `NOSCRIPT`.
 //! Version 0.32 is the newest that builds with the workspace's Rust 1.85.
 //!
+//! # Redis Cluster
+//!
+//! [`RedisStore::connect_cluster`] talks to a cluster. Keys are cluster-safe:
+//! all of one API key's limits share its hash slot, so a request that matches
+//! only per-key limits is still one script. A request whose charges span slots
+//! (a per-endpoint limit shared by all API keys, beside the per-key ones) is
+//! decided slot by slot: each reserves, and a later rejection undoes the earlier
+//! reservations exactly. It never over-admits, and may briefly under-admit while
+//! a reservation awaits its undo; see [`RedisStore`].
+//!
+//! # When Redis is down
+//!
+//! [`ResilientStore`] wraps a store with a short timeout per decision and a
+//! circuit breaker, and either decides locally (fail-open: a
+//! [`MemoryStore`](tollgate_core::MemoryStore) with each limit divided by the
+//! number of instances) or fails at once (fail-closed: an error the gateway
+//! answers with 503), per store or per limit. It reports the degraded state and
+//! recovers by itself when Redis answers again.
+//!
 //! # Not for
 //!
-//! Not a Redis Cluster client yet: keys are cluster-safe, but a request whose
-//! charges have different hash tags (a per-endpoint limit shared by all API
-//! keys) cannot be one script on a cluster. Not a cache nor a queue: it only
-//! keeps limit state.
+//! Not a cache nor a queue: it only keeps limit state.
 
 mod keys;
+mod resilient;
 mod script;
 mod store;
 
 pub use keys::{RedisKey, escape};
-pub use store::{RedisStore, TTL_GRACE};
+pub use resilient::{FailMode, ResilienceStats, ResilientConfig, ResilientStore};
+pub use store::{RedisStore, SplitStats, TTL_GRACE};

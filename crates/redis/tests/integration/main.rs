@@ -4,9 +4,12 @@
 //!
 //! Every test works under a random key prefix, so tests run in parallel, and
 //! deletes its keys when done. Without a server the tests fail, saying how to
-//! start one; they never skip.
+//! start one; they never skip. The cluster tests start a Redis Cluster of their
+//! own (three redis-server processes on free loopback ports), and fail if they
+//! cannot.
 
 mod behaviour;
+mod cluster;
 mod concurrency;
 mod conformance;
 mod memory;

@@ -5,77 +5,12 @@
 //! on a free loopback port: no other test's commands can blur the count.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
 use tollgate_core::{Algorithm, Charge, LimitId, Quota, Rate, Store, Timestamp};
 use tollgate_redis::RedisStore;
 
-use crate::support::command_calls;
-
-/// A redis-server for one test, stopped when dropped.
-struct PrivateServer {
-    child: Child,
-    url: String,
-}
-
-impl PrivateServer {
-    async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "this test starts a redis-server of its own and could not: {e}; \
-                     install it with `apt-get install -y redis-server` (`.ci/run` does)"
-                )
-            });
-        let server = Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-        };
-        server.wait_until_ready().await;
-        server
-    }
-
-    async fn wait_until_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.connection().await.is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server at {} did not answer within 10 s",
-                self.url
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
-        let mut conn = redis::Client::open(self.url.as_str())?
-            .get_multiplexed_async_connection()
-            .await?;
-        redis::cmd("PING").query_async::<()>(&mut conn).await?;
-        Ok(conn)
-    }
-}
-
-impl Drop for PrivateServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{PrivateServer, command_calls};
 
 /// `n` charges on one API key: distinct limits, every algorithm.
 fn charges(n: u32) -> Vec<Charge<&'static str>> {
