@@ -1,0 +1,57 @@
+//! The storage suite: one body per behaviour, each run against SQLite (a
+//! temporary file) and PostgreSQL (a database of its own, dropped after).
+//!
+//! PostgreSQL must be reachable (`TOLLGATE_TEST_POSTGRES`, by default
+//! `postgres://postgres@127.0.0.1:5432/postgres`): `scripts/test` starts it.
+//! Without it the PostgreSQL half fails, saying how to start it.
+
+mod crash;
+mod names;
+mod rate_limit;
+mod reads;
+mod records;
+mod runs;
+mod support;
+
+/// For each `module::behaviour`, a test on each backend:
+/// `sqlite::behaviour` and `postgres::behaviour`.
+macro_rules! on_both_backends {
+    ($($module:ident :: $behaviour:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $behaviour() {
+                    crate::support::on_sqlite(crate::$module::$behaviour).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $behaviour() {
+                    crate::support::on_postgres(crate::$module::$behaviour).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends! {
+    records::save_page_counts_inserted_updated_and_unchanged,
+    records::json_bodies_round_trip,
+    records::upsert_one_and_delete_serve_webhooks,
+    records::clones_write_concurrently,
+    runs::a_checkpoint_is_saved_with_its_page,
+    runs::finish_run_clears_the_checkpoint_and_keeps_the_watermark,
+    runs::fan_out_scopes_are_independent,
+    runs::record_error_keeps_the_checkpoint,
+    runs::reopening_keeps_everything,
+    reads::list_pages_through_ids_in_byte_order,
+    reads::list_filters_on_a_top_level_field,
+    reads::list_refuses_bad_limits_and_fields,
+    rate_limit::each_429_is_marked_honoured_or_not,
+    names::bad_resource_names_say_what_to_write,
+    names::an_unknown_resource_says_to_ensure_it,
+    crash::killed_mid_import_loses_and_duplicates_nothing,
+    crash::page_throughput,
+}
