@@ -42,6 +42,15 @@ enum Command {
     /// `POST /admin/reload`) reloads it without dropping connections or
     /// resetting windows; SIGTERM finishes in-flight requests, then exits.
     Serve(commands::serve::ServeArgs),
+    /// Import rate-limited APIs into your storage layer, inside their budget.
+    ///
+    /// Example:
+    ///
+    ///     EXAMPLE_API_KEY=... tollgate sync --config examples/sync.toml --once
+    ///
+    /// Requests are spread evenly inside every limit; a 429 pauses every
+    /// request to its source until its retry instant; a 403 stops the source.
+    Sync(commands::sync::SyncArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +66,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(&args),
         Command::Simulate(args) => commands::simulate::run(&args),
         Command::Serve(args) => commands::serve::run(&args),
+        Command::Sync(args) => commands::sync::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,5 +2,10 @@
 //! storage layer, on an even schedule inside each provider's budget, waiting out
 //! every `429` so a key is never blocked.
 
+pub mod api;
 pub mod config;
+pub mod daemon;
+pub mod import;
 pub mod pacer;
+pub mod runner;
+pub mod schedule;

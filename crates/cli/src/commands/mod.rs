@@ -3,6 +3,7 @@
 pub mod plan;
 pub mod serve;
 pub mod simulate;
+pub mod sync;
 
 use std::time::Duration;
 
@@ -19,4 +20,20 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     tollgate_core::parse_duration(text)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("`{text}` is not a duration: write it like `1s`, `250ms` or `5min`"))
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
 }

@@ -58,25 +58,11 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         );
     }
     reload_on_sighup(gateway.clone());
-    gateway.serve(listener, admin, shutdown_signal()).await;
+    gateway
+        .serve(listener, admin, super::shutdown_signal())
+        .await;
     tracing::info!("tollgate gateway stopped");
     Ok(())
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 /// Reloads the configuration file on every SIGHUP; a bad file is logged and

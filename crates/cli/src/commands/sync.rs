@@ -1,0 +1,123 @@
+//! `tollgate sync`: imports rate-limited APIs into the storage layer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use tollgate_core::SystemClock;
+use tollgate_sql::Storage;
+use tollgate_sync::api::ApiState;
+use tollgate_sync::config::SyncConfig;
+use tollgate_sync::daemon::Daemon;
+use tollgate_sync::runner::run_once;
+
+/// Arguments of `tollgate sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The sync configuration (see examples/sync.toml and docs/sync.md).
+    #[arg(long, short, value_name = "FILE", env = "TOLLGATE_SYNC_CONFIG")]
+    config: PathBuf,
+    /// Import everything once, then exit (for cron and CI); non-zero if a
+    /// resource did not finish. Without it, tollgate sync runs every import on
+    /// its planned schedule and serves the read API until SIGTERM.
+    #[arg(long)]
+    once: bool,
+    /// The storage layer, overriding the file's `store`: `sqlite://file.db` or
+    /// `postgres://user@host/db`.
+    #[arg(long, value_name = "URL", env = "TOLLGATE_STORE")]
+    store: Option<String>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+/// Runs the import.
+pub fn run(args: &SyncArgs) -> anyhow::Result<()> {
+    let mut config = SyncConfig::load(&args.config)?;
+    if let Some(store) = &args.store {
+        config.store = store.clone();
+    }
+    if args.check {
+        let resources: usize = config.sources.iter().map(|s| s.resources.len()).sum();
+        println!(
+            "{}: ok ({} sources, {resources} resources)",
+            args.config.display(),
+            config.sources.len()
+        );
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let storage = Storage::connect(&config.store)
+            .await
+            .with_context(|| format!("cannot open the store `{}`", config.store))?;
+        if !args.once {
+            return daemon(&config, storage).await;
+        }
+        let summaries = run_once(&config, &storage, Arc::new(SystemClock::new())).await?;
+        let mut failed = false;
+        println!(
+            "{:<16} {:>9} {:>9} {:>6} {:>9} {:>8}  result",
+            "source", "requests", "records", "429s", "retries", "seconds"
+        );
+        for s in &summaries {
+            let result = if s.forbidden {
+                "STOPPED: the provider answered 403 (key blocked)".to_owned()
+            } else if s.errors.is_empty() {
+                "ok".to_owned()
+            } else {
+                format!(
+                    "{} resource(s) failed: {}",
+                    s.errors.len(),
+                    s.errors.join("; ")
+                )
+            };
+            failed |= s.forbidden || !s.errors.is_empty();
+            println!(
+                "{:<16} {:>9} {:>9} {:>6} {:>9} {:>8.1}  {result}",
+                s.name,
+                s.requests,
+                s.records,
+                s.rejected_429,
+                s.failures,
+                s.elapsed.as_secs_f64()
+            );
+        }
+        storage.close().await;
+        if failed {
+            anyhow::bail!(
+                "the import did not finish; the next run resumes from the last stored page"
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Runs every import on schedule and serves the read API until SIGTERM.
+async fn daemon(config: &SyncConfig, storage: Storage) -> anyhow::Result<()> {
+    let clock: Arc<dyn tollgate_core::Clock> = Arc::new(SystemClock::new());
+    let daemon = Arc::new(Daemon::new(config, &storage, Arc::clone(&clock))?);
+    if let Some(listen) = config.listen {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}; is another process using it?"))?;
+        let state = ApiState {
+            storage: storage.clone(),
+            daemon: Arc::clone(&daemon),
+            clock,
+            resources: Arc::new(
+                config
+                    .sources
+                    .iter()
+                    .flat_map(|s| s.resources.iter().map(|r| r.name.clone()))
+                    .collect(),
+            ),
+        };
+        tracing::info!(%listen, "read API serving");
+        tokio::spawn(async move { axum::serve(listener, tollgate_sync::api::router(state)).await });
+    }
+    daemon.run(super::shutdown_signal()).await;
+    storage.close().await;
+    Ok(())
+}

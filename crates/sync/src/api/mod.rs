@@ -1,0 +1,46 @@
+//! The read API: your application reads the storage layer here instead of
+//! calling the provider, and sees how fresh each answer is.
+//!
+//! * `GET /v1/{resource}?after=&limit=&field=&value=` — records, by primary key,
+//!   filtered on one field; `next` gives the `after` of the following page;
+//! * `GET /v1/{resource}/{id}` — one record;
+//! * `GET /status` — per resource and source: last success, staleness, errors,
+//!   requests, 429s.
+//!
+//! Every record answer carries `Age` (seconds since the oldest record in it was
+//! fetched) and the fetch times themselves.
+
+mod records;
+mod status;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use tollgate_core::Clock;
+use tollgate_sql::Storage;
+
+use crate::daemon::Daemon;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The storage layer.
+    pub storage: Storage,
+    /// The daemon's sources (their counters).
+    pub daemon: Arc<Daemon>,
+    /// Now.
+    pub clock: Arc<dyn Clock>,
+    /// The resources that exist, by name (anything else is 404 without a query).
+    pub resources: Arc<Vec<String>>,
+}
+
+/// The read API's router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/status", get(status::status))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/v1/{resource}", get(records::list))
+        .route("/v1/{resource}/{id}", get(records::one))
+        .with_state(state)
+}

@@ -1,0 +1,88 @@
+//! The sync daemon: every resource imported on its planned schedule, for ever,
+//! until asked to stop.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tollgate_core::Clock;
+use tollgate_sql::Storage;
+
+use crate::config::SyncConfig;
+use crate::import::{SourceContext, import_resource};
+use crate::runner::RunError;
+use crate::schedule::schedule;
+
+/// How long a source rests after a `403` before it is tried again.
+pub const FORBIDDEN_REST: Duration = Duration::from_secs(3_600);
+
+/// The running imports: one context per source (for `/status`).
+pub struct Daemon {
+    /// Each source's context.
+    pub sources: Vec<Arc<SourceContext>>,
+}
+
+impl Daemon {
+    /// Contexts for every source of `config`.
+    pub fn new(
+        config: &SyncConfig,
+        storage: &Storage,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, RunError> {
+        let sources = config
+            .sources
+            .iter()
+            .map(|s| {
+                SourceContext::new(s.clone(), storage.clone(), Arc::clone(&clock)).map(Arc::new)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { sources })
+    }
+
+    /// Imports every resource on its schedule until `shutdown` completes.
+    /// Imports in flight are dropped; every stored page is committed with its
+    /// checkpoint, so the next start resumes where they were.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for ctx in &self.sources {
+            let plan = schedule(&ctx.source, &ctx.storage).await;
+            tracing::info!(source = %ctx.source.name, "schedule:\n{}", plan.verdict);
+            for (resource, every) in plan.periods {
+                let (ctx, mut stopped) = (Arc::clone(ctx), stopped.clone());
+                tasks.push(tokio::spawn(async move {
+                    let resource = ctx.source.resources.iter().find(|r| r.name == resource).cloned().expect("planned from the source");
+                    loop {
+                        let started = tokio::time::Instant::now();
+                        let rest = match import_resource(&ctx, &resource).await {
+                            Ok(_) => every,
+                            Err(err) if err.is_forbidden() => {
+                                tracing::error!(source = %ctx.source.name, "403: every request to this source stops for {FORBIDDEN_REST:?}; check the key with the provider");
+                                FORBIDDEN_REST
+                            }
+                            Err(err) => {
+                                tracing::error!(source = %ctx.source.name, %err, "import failed; next attempt on schedule");
+                                let _ = ctx.storage.record_error(&resource.name, "", &err.to_string(), ctx.now_ms()).await;
+                                every
+                            }
+                        };
+                        tokio::select! {
+                            () = tokio::time::sleep_until(started + rest) => {}
+                            _ = stopped.wait_for(|s| *s) => break,
+                        }
+                        if rest == FORBIDDEN_REST {
+                            ctx.stats.forbidden.store(false, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                }));
+            }
+        }
+        shutdown.await;
+        let _ = stop.send(true);
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Everything the imports of one source share.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use http::{HeaderName, HeaderValue};
+use tollgate_core::{Clock, Timestamp};
+use tollgate_sql::Storage;
+
+use crate::config::Source;
+use crate::pacer::Pacer;
+
+/// Counters of one source, for the progress line, `/status` and the report.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Requests sent.
+    pub requests: AtomicU64,
+    /// `429`s received (each waited out).
+    pub rejected_429: AtomicU64,
+    /// Failed attempts (server errors, timeouts, unusable bodies).
+    pub failures: AtomicU64,
+    /// Records stored.
+    pub records: AtomicU64,
+    /// Pages stored.
+    pub pages: AtomicU64,
+    /// Set by a `403`: the source is stopped.
+    pub forbidden: AtomicBool,
+}
+
+/// One source's client, pacer, storage and counters.
+pub struct SourceContext {
+    /// Its configuration.
+    pub source: Source,
+    /// The HTTP client (pooled connections, the source's timeout).
+    pub http: reqwest::Client,
+    /// The header that carries the key, and its value (with the scheme).
+    pub key_header: HeaderName,
+    /// Marked sensitive, so it never appears in logs.
+    pub key_value: HeaderValue,
+    /// The source's pacer.
+    pub pacer: Arc<Pacer>,
+    /// The storage layer.
+    pub storage: Storage,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Counters.
+    pub stats: SourceStats,
+    /// Each resource's own limit in the pacer, if it has one.
+    pub endpoint_limits: HashMap<String, usize>,
+    /// A `429` was recorded and the next call not yet.
+    pending_429: AtomicBool,
+}
+
+/// Why a source cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// The key cannot be read.
+    #[error("source `{source_name}`: {problem}")]
+    Key {
+        /// The source.
+        source_name: String,
+        /// What to do.
+        problem: String,
+    },
+    /// The HTTP client cannot be built.
+    #[error("source `{0}`: cannot build the HTTP client: {1}")]
+    Client(String, reqwest::Error),
+}
+
+impl SourceContext {
+    /// A context for `source`, reading its key secret now. Without known limits
+    /// (`discover`) the pacer starts at one request per second and adopts what
+    /// the provider announces.
+    pub fn new(
+        source: Source,
+        storage: Storage,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ContextError> {
+        let secret = source
+            .key
+            .read_secret()
+            .map_err(|problem| ContextError::Key {
+                source_name: source.name.clone(),
+                problem,
+            })?;
+        let value = match &source.key.scheme {
+            Some(scheme) => format!("{scheme} {secret}"),
+            None => secret,
+        };
+        let mut key_value = HeaderValue::try_from(value).map_err(|_| ContextError::Key {
+            source_name: source.name.clone(),
+            problem: "the API key has characters a header cannot carry".into(),
+        })?;
+        key_value.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .timeout(source.timeout)
+            .pool_max_idle_per_host(source.concurrency as usize)
+            .build()
+            .map_err(|e| ContextError::Client(source.name.clone(), e))?;
+        let (limits, learn) = match &source.limits {
+            Some(limits) => (limits.clone(), false),
+            None => (vec![tollgate_core::Rate::per_second(1)], true),
+        };
+        let pacer = Arc::new(Pacer::new(&limits, learn, Arc::clone(&clock)));
+        let endpoint_limits = source
+            .resources
+            .iter()
+            .filter_map(|r| Some((r.name.clone(), pacer.add_limit(r.limit?))))
+            .collect();
+        Ok(Self {
+            key_header: source.key.header.clone(),
+            source,
+            http,
+            key_value,
+            pacer,
+            storage,
+            clock,
+            stats: SourceStats::default(),
+            endpoint_limits,
+            pending_429: AtomicBool::new(false),
+        })
+    }
+
+    /// Now, in Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        ms(self.clock.now())
+    }
+
+    /// Records a `429` and the instant it named.
+    pub(crate) async fn note_429(&self, until: Timestamp) {
+        self.pending_429.store(true, Ordering::SeqCst);
+        if let Err(err) = self
+            .storage
+            .record_429(&self.source.name, self.now_ms(), ms(until))
+            .await
+        {
+            tracing::warn!(%err, "cannot record a 429 for the report");
+        }
+    }
+
+    /// Records that a request goes out now: after a `429`, the report shows
+    /// whether it waited long enough.
+    pub(crate) async fn note_call(&self) {
+        if self.pending_429.swap(false, Ordering::SeqCst)
+            && let Err(err) = self
+                .storage
+                .record_next_call(&self.source.name, self.now_ms())
+                .await
+        {
+            tracing::warn!(%err, "cannot record the call after a 429");
+        }
+    }
+}
+
+/// An instant in Unix milliseconds.
+pub fn ms(at: Timestamp) -> i64 {
+    i64::try_from(at.as_millis()).unwrap_or(i64::MAX)
+}

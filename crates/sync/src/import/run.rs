@@ -1,0 +1,260 @@
+//! A full import of one resource: every page, checkpointed, resumable.
+
+use std::sync::atomic::Ordering;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use serde_json::Value;
+use tollgate_sql::{Checkpoint, ListQuery, Record, RunOutcome};
+
+use super::context::SourceContext;
+use super::fetch::{FetchError, Fetched, MAX_ATTEMPTS, backoff, fetch};
+use super::page::{self, Position};
+use crate::config::Resource;
+
+/// What one import of a resource did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Pages stored.
+    pub pages: u64,
+    /// Records stored.
+    pub records: u64,
+    /// Fan-out children imported (0 for a plain resource).
+    pub scopes: u64,
+}
+
+/// Why an import stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The provider would not answer usefully.
+    #[error("{resource}: {source}")]
+    Fetch {
+        /// The resource.
+        resource: String,
+        /// Why.
+        source: FetchError,
+    },
+    /// The answers could not be used.
+    #[error("{resource}: unusable answers after {MAX_ATTEMPTS} attempts: {problem}")]
+    Unusable {
+        /// The resource.
+        resource: String,
+        /// The last problem.
+        problem: String,
+    },
+    /// The storage layer failed.
+    #[error("{resource}: storage: {source}")]
+    Storage {
+        /// The resource.
+        resource: String,
+        /// Why.
+        source: tollgate_sql::StorageError,
+    },
+}
+
+impl ImportError {
+    /// True for a `403`: the whole source must stop.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
+            ImportError::Fetch {
+                source: FetchError::Forbidden,
+                ..
+            }
+        )
+    }
+}
+
+fn storage(resource: &Resource) -> impl Fn(tollgate_sql::StorageError) -> ImportError + '_ {
+    |source| ImportError::Storage {
+        resource: resource.name.clone(),
+        source,
+    }
+}
+
+/// Imports `resource` in full: once, or once per parent record for a fan-out
+/// (up to the source's concurrency at a time; the pacer spaces them).
+pub async fn import_resource(
+    ctx: &SourceContext,
+    resource: &Resource,
+) -> Result<Imported, ImportError> {
+    ctx.storage
+        .ensure_resource(&resource.name)
+        .await
+        .map_err(storage(resource))?;
+    let Some(for_each) = &resource.for_each else {
+        return import_scope(ctx, resource, "", &resource.path).await;
+    };
+    let mut total = Imported::default();
+    let mut after: Option<String> = None;
+    loop {
+        let mut query = ListQuery::first(500);
+        query.after = after.clone();
+        let parents = ctx
+            .storage
+            .list(&for_each.resource, &query)
+            .await
+            .map_err(storage(resource))?;
+        let Some(last) = parents.last() else { break };
+        after = Some(last.id.clone());
+        let mut children = FuturesUnordered::new();
+        let mut pending = parents.iter();
+        loop {
+            while children.len() < ctx.source.concurrency as usize {
+                let Some(parent) = pending.next() else { break };
+                let values: Vec<(String, String)> = for_each
+                    .fields
+                    .iter()
+                    .filter_map(|(placeholder, field)| {
+                        Some((placeholder.clone(), text(parent.body.get(field)?)?))
+                    })
+                    .collect();
+                let path = page::fill_path(&resource.path, &values);
+                children.push(async move { import_scope(ctx, resource, &parent.id, &path).await });
+            }
+            let Some(done) = children.next().await else {
+                break;
+            };
+            let done = done?;
+            total.pages += done.pages;
+            total.records += done.records;
+            total.scopes += 1;
+        }
+    }
+    Ok(total)
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Imports every page of one scope of a resource, from its checkpoint if an
+/// earlier run was interrupted.
+async fn import_scope(
+    ctx: &SourceContext,
+    resource: &Resource,
+    scope: &str,
+    path: &str,
+) -> Result<Imported, ImportError> {
+    let store = storage(resource);
+    let started_at_ms = ctx.now_ms();
+    let saved = ctx
+        .storage
+        .checkpoint(&resource.name, scope)
+        .await
+        .map_err(&store)?;
+    let (mut position, mut pages, mut records) = match &saved {
+        Some(c) => (Position::decode(&c.cursor), c.pages_done, c.records_done),
+        None => (Position::Start, 0, 0),
+    };
+    let run_started = saved.as_ref().map_or(started_at_ms, |c| c.started_at_ms);
+    let state = ctx
+        .storage
+        .resource_state(&resource.name, scope)
+        .await
+        .map_err(&store)?;
+    let since = resource
+        .incremental
+        .as_ref()
+        .and(state.as_ref().and_then(|s| s.watermark.clone()));
+    let limits: Vec<usize> = ctx
+        .endpoint_limits
+        .get(&resource.name)
+        .copied()
+        .into_iter()
+        .collect();
+    let mut unusable = 0;
+    loop {
+        let url = page::url(
+            &ctx.source.base_url,
+            resource,
+            path,
+            &position,
+            since.as_deref(),
+        );
+        let fetched =
+            fetch(ctx, &limits, &url, &[])
+                .await
+                .map_err(|source| ImportError::Fetch {
+                    resource: resource.name.clone(),
+                    source,
+                })?;
+        let Fetched::Body { headers, body } = fetched else {
+            break;
+        };
+        let parent = resource.for_each.as_ref().map(|_| scope);
+        let page = match page::read(resource, &position, &headers, &body, parent) {
+            Ok(page) => page,
+            Err(problem) => {
+                // Never store a bad answer over good data: ask again.
+                unusable += 1;
+                ctx.stats.failures.fetch_add(1, Ordering::Relaxed);
+                if unusable >= MAX_ATTEMPTS {
+                    return Err(ImportError::Unusable {
+                        resource: resource.name.clone(),
+                        problem: problem.to_string(),
+                    });
+                }
+                tracing::warn!(resource = %resource.name, %url, %problem, "unusable answer; asking again");
+                tokio::time::sleep(backoff(unusable)).await;
+                continue;
+            }
+        };
+        unusable = 0;
+        let fetched_at_ms = ctx.now_ms();
+        let batch: Vec<Record> = page
+            .records
+            .into_iter()
+            .map(|(id, body)| {
+                let updated = resource
+                    .incremental
+                    .as_ref()
+                    .and_then(|i| body.get(&i.field).and_then(text));
+                let mut record = Record::new(id, body, fetched_at_ms);
+                record.updated_at = updated;
+                record
+            })
+            .collect();
+        pages += 1;
+        records += batch.len() as u64;
+        let next = page.next.as_ref().map(|p| Checkpoint {
+            cursor: p.encode(),
+            pages_done: pages,
+            records_done: records,
+            started_at_ms: run_started,
+        });
+        ctx.storage
+            .save_page(&resource.name, scope, &batch, next.as_ref())
+            .await
+            .map_err(&store)?;
+        ctx.stats.pages.fetch_add(1, Ordering::Relaxed);
+        ctx.stats
+            .records
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        match page.next {
+            Some(next) => position = next,
+            None => break,
+        }
+    }
+    let outcome = RunOutcome {
+        finished_at_ms: ctx.now_ms(),
+        duration_ms: u64::try_from(ctx.now_ms() - run_started).unwrap_or(0),
+        pages,
+        records,
+        list_etag: None,
+        list_last_modified: None,
+    };
+    ctx.storage
+        .finish_run(&resource.name, scope, &outcome)
+        .await
+        .map_err(&store)?;
+    Ok(Imported {
+        pages,
+        records,
+        scopes: 0,
+    })
+}

@@ -1,0 +1,113 @@
+//! Running imports: once (`tollgate sync --once`), or for ever on schedule.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tollgate_core::Clock;
+use tollgate_sql::Storage;
+
+use crate::config::{Source, SyncConfig};
+use crate::import::{ImportError, SourceContext, import_resource};
+
+/// What a run did for one source.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceSummary {
+    /// The source.
+    pub name: String,
+    /// Requests sent.
+    pub requests: u64,
+    /// `429`s received, each waited out.
+    pub rejected_429: u64,
+    /// Failed attempts that were retried.
+    pub failures: u64,
+    /// Pages stored.
+    pub pages: u64,
+    /// Records stored.
+    pub records: u64,
+    /// True when the provider answered `403` and the source was stopped.
+    pub forbidden: bool,
+    /// Resources that did not finish, and why.
+    pub errors: Vec<String>,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl SourceSummary {
+    fn of(ctx: &SourceContext, errors: Vec<String>, elapsed: Duration) -> Self {
+        let stats = &ctx.stats;
+        Self {
+            name: ctx.source.name.clone(),
+            requests: stats.requests.load(Ordering::Relaxed),
+            rejected_429: stats.rejected_429.load(Ordering::Relaxed),
+            failures: stats.failures.load(Ordering::Relaxed),
+            pages: stats.pages.load(Ordering::Relaxed),
+            records: stats.records.load(Ordering::Relaxed),
+            forbidden: stats.forbidden.load(Ordering::Relaxed),
+            errors,
+            elapsed,
+        }
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A source's key or client.
+    #[error(transparent)]
+    Context(#[from] crate::import::context::ContextError),
+}
+
+/// Imports every resource of every source once, in the order written (a
+/// fan-out after its parent). A resource that fails is reported and the others
+/// go on; a `403` stops its whole source.
+pub async fn run_once(
+    config: &SyncConfig,
+    storage: &Storage,
+    clock: Arc<dyn Clock>,
+) -> Result<Vec<SourceSummary>, RunError> {
+    let contexts = config
+        .sources
+        .iter()
+        .map(|s| SourceContext::new(s.clone(), storage.clone(), Arc::clone(&clock)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let runs = contexts.iter().map(|ctx| run_source_once(ctx, &ctx.source));
+    Ok(futures_util::future::join_all(runs).await)
+}
+
+async fn run_source_once(ctx: &SourceContext, source: &Source) -> SourceSummary {
+    let started = Instant::now();
+    let mut errors = Vec::new();
+    for resource in &source.resources {
+        match import_resource(ctx, resource).await {
+            Ok(done) => {
+                tracing::info!(source = %source.name, resource = %resource.name, pages = done.pages, records = done.records, "imported")
+            }
+            Err(err) => {
+                report(ctx, &err).await;
+                let forbidden = err.is_forbidden();
+                errors.push(err.to_string());
+                if forbidden {
+                    break;
+                }
+            }
+        }
+    }
+    SourceSummary::of(ctx, errors, started.elapsed())
+}
+
+async fn report(ctx: &SourceContext, err: &ImportError) {
+    tracing::error!(source = %ctx.source.name, %err, "import failed");
+    let resource = match err {
+        ImportError::Fetch { resource, .. }
+        | ImportError::Unusable { resource, .. }
+        | ImportError::Storage { resource, .. } => resource,
+    };
+    if let Err(store) = ctx
+        .storage
+        .record_error(resource, "", &err.to_string(), ctx.now_ms())
+        .await
+    {
+        tracing::warn!(%store, "cannot record the error");
+    }
+}

@@ -1,0 +1,93 @@
+//! The schedule of a source's imports: the core planner's verdict on whether
+//! the wanted freshness fits the budget, and the periods it stretches to.
+
+use std::time::Duration;
+
+use tollgate_core::plan::{TaskGroup, plan};
+use tollgate_sql::Storage;
+
+use crate::config::Source;
+
+/// Each resource's planned period, in the source's order, and the verdict in words.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
+    /// `(resource, planned period)`.
+    pub periods: Vec<(String, Duration)>,
+    /// The planner's verdict, for the log at start-up.
+    pub verdict: String,
+}
+
+/// Requests one full import of each resource takes, from what the store knows
+/// (the last run's pages; one per parent record for a fan-out); 1 when unknown.
+async fn requests_per_run(source: &Source, storage: &Storage) -> Vec<u32> {
+    let mut counts = Vec::new();
+    for resource in &source.resources {
+        let pages = storage
+            .resource_state(&resource.name, "")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| s.last_pages)
+            .unwrap_or(1)
+            .max(1);
+        let scopes = match &resource.for_each {
+            Some(parent) => parent_count(storage, &parent.resource).await.max(1),
+            None => 1,
+        };
+        counts.push(u32::try_from(pages * scopes).unwrap_or(u32::MAX));
+    }
+    counts
+}
+
+async fn parent_count(storage: &Storage, resource: &str) -> u64 {
+    storage.count(resource).await.unwrap_or(0)
+}
+
+/// Plans `source` against its budget. Without known limits (discover) the
+/// wanted periods are kept until the provider announces its limits.
+pub async fn schedule(source: &Source, storage: &Storage) -> Schedule {
+    let wanted: Vec<(String, Duration)> = source
+        .resources
+        .iter()
+        .map(|r| (r.name.clone(), r.every))
+        .collect();
+    let Some(limits) = &source.limits else {
+        return Schedule { periods: wanted, verdict: "limits unknown (discover): the wanted periods are kept, and the pacer adopts the limits the provider announces".into() };
+    };
+    let counts = requests_per_run(source, storage).await;
+    let groups: Vec<TaskGroup> = source
+        .resources
+        .iter()
+        .zip(&counts)
+        .map(|(r, count)| TaskGroup::new(&r.name, *count, r.every))
+        .collect();
+    let mut periods = wanted.clone();
+    let mut verdict = match plan(limits, &groups) {
+        Ok(plan) => {
+            for (period, group) in periods.iter_mut().zip(&plan.groups) {
+                period.1 = group.every;
+            }
+            plan.describe()
+        }
+        Err(err) => format!("cannot plan: {err}"),
+    };
+    // An endpoint's own limit may stretch its resource further.
+    for ((resource, count), period) in source.resources.iter().zip(&counts).zip(periods.iter_mut())
+    {
+        let Some(limit) = resource.limit else {
+            continue;
+        };
+        if let Ok(own) = plan(
+            &[limit],
+            &[TaskGroup::new(&resource.name, *count, period.1)],
+        ) && own.groups[0].every > period.1
+        {
+            period.1 = own.groups[0].every;
+            verdict.push_str(&format!(
+                "- {}: its own limit ({limit}) stretches it to every {:?}.\n",
+                resource.name, period.1
+            ));
+        }
+    }
+    Schedule { periods, verdict }
+}

@@ -1,0 +1,185 @@
+//! `tollgate sync` against the strict example provider on 127.0.0.1: every
+//! record imported, zero 429s when the limits are configured, and never a 403.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tollgate_core::{Quota, Rate, SystemClock};
+use tollgate_sql::Storage;
+use tollgate_sync::config::SyncConfig;
+use tollgate_sync::runner::{SourceSummary, run_once};
+use tollgate_testkit::{ExampleApi, Faults, HeaderStyle, Limits, Resource, RunningApi};
+
+const KEY: &str = "sync-e2e-key-0123456789";
+/// The provider's budget, scaled down so a full import takes seconds.
+const WINDOW: Duration = Duration::from_secs(2);
+
+struct Scenario {
+    dir: PathBuf,
+    api: RunningApi,
+}
+
+async fn provider(
+    configure: impl FnOnce(tollgate_testkit::ExampleApiBuilder) -> tollgate_testkit::ExampleApiBuilder,
+) -> Scenario {
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-sync-e2e-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key"), KEY).unwrap();
+    let builder = ExampleApi::builder()
+        .channels(30)
+        .properties(60)
+        .tenancies(40)
+        .applicants(20)
+        .key(KEY)
+        .strict(true)
+        .limits(Limits::per_key(Quota::rolling(Rate::new(50, WINDOW))));
+    let api = configure(builder).build().spawn().await.unwrap();
+    Scenario { dir, api }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
+}
+
+fn config(scenario: &Scenario, limits: &str, concurrency: u32) -> SyncConfig {
+    let text = format!(
+        r#"
+store = "sqlite://sync.db"
+
+[[sources]]
+name = "example"
+base_url = "http://{addr}"
+key = {{ header = "X-Api-Key", file = "{key}" }}
+limits = {limits}
+timeout = "2s"
+concurrency = {concurrency}
+
+[[sources.resources]]
+name = "properties"
+path = "/v1/properties"
+records = "/data"
+pagination = {{ style = "page", param = "page", size_param = "per_page", size = 25 }}
+incremental = {{ field = "updated_at", param = "updated_since" }}
+every = "1min"
+
+[[sources.resources]]
+name = "tenancies"
+path = "/v1/tenancies"
+query = {{ limit = "25" }}
+records = "/data"
+pagination = {{ style = "cursor", param = "cursor", next = "/next_cursor" }}
+every = "1min"
+
+[[sources.resources]]
+name = "applicants"
+path = "/v1/applicants"
+query = {{ per_page = "10" }}
+records = ""
+pagination = {{ style = "link" }}
+every = "1min"
+
+[[sources.resources]]
+name = "channels"
+path = "/dev/v1/channel/demo-app"
+records = "/data/channels"
+id = "channel_name"
+pagination = {{ style = "page", param = "page_no", start = 0, size_param = "page_size", size = 100 }}
+every = "1min"
+
+[[sources.resources]]
+name = "channel_users"
+path = "/dev/v1/channel/user/demo-app/{{channel_name}}"
+records = "/data"
+for_each = {{ resource = "channels", fields = {{ channel_name = "channel_name" }} }}
+limit = "20/s"
+every = "5s"
+"#,
+        addr = scenario.api.addr,
+        key = scenario.dir.join("key").display(),
+    );
+    SyncConfig::parse(&text, &scenario.dir.join("sync.toml")).unwrap()
+}
+
+async fn import(scenario: &Scenario, limits: &str, concurrency: u32) -> (SourceSummary, Storage) {
+    let config = config(scenario, limits, concurrency);
+    let storage = Storage::connect(&config.store).await.unwrap();
+    let summary = run_once(&config, &storage, Arc::new(SystemClock::new()))
+        .await
+        .unwrap();
+    (summary.into_iter().next().unwrap(), storage)
+}
+
+async fn assert_everything_stored(scenario: &Scenario, storage: &Storage) {
+    let handle = &scenario.api.handle;
+    for (table, resource) in [
+        ("properties", Resource::Properties),
+        ("tenancies", Resource::Tenancies),
+        ("applicants", Resource::Applicants),
+        ("channels", Resource::Channels),
+        ("channel_users", Resource::ChannelUsers),
+    ] {
+        let expected = handle.expected_records(resource).len() as u64;
+        assert_eq!(storage.count(table).await.unwrap(), expected, "{table}");
+    }
+}
+
+fn assert_never_over_the_budget(scenario: &Scenario) {
+    let handle = &scenario.api.handle;
+    assert!(
+        handle.blocked_keys().is_empty(),
+        "blocked: {:?}",
+        handle.block_events()
+    );
+    assert!(handle.max_in_any_window(KEY, WINDOW) <= 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_import_at_1_4_and_16_workers_stores_everything_with_zero_429s() {
+    for workers in [1, 4, 16] {
+        let scenario = provider(|b| b).await;
+        let (summary, storage) = import(&scenario, "[\"50/2s\"]", workers).await;
+        assert_eq!(summary.errors, Vec::<String>::new(), "{workers} workers");
+        assert_eq!(summary.rejected_429, 0, "{workers} workers: {summary:?}");
+        assert!(!summary.forbidden);
+        assert_everything_stored(&scenario, &storage).await;
+        assert_never_over_the_budget(&scenario);
+        storage.close().await;
+        let _ = std::fs::remove_dir_all(&scenario.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_and_garbage_bodies_are_retried_and_never_stored() {
+    let scenario = provider(|b| b.faults(Faults::none().internal_errors(0.1).garbage(0.1))).await;
+    let (summary, storage) = import(&scenario, "[\"50/2s\"]", 4).await;
+    assert_eq!(summary.errors, Vec::<String>::new());
+    assert!(
+        summary.failures > 0,
+        "faults were injected and retried: {summary:?}"
+    );
+    assert_everything_stored(&scenario, &storage).await;
+    assert_never_over_the_budget(&scenario);
+    storage.close().await;
+    let _ = std::fs::remove_dir_all(&scenario.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_learns_the_limits_from_the_headers_and_is_never_blocked() {
+    let scenario = provider(|b| b.headers(HeaderStyle::Ietf)).await;
+    let (summary, storage) = import(&scenario, "\"discover\"", 4).await;
+    assert_eq!(summary.errors, Vec::<String>::new());
+    assert!(!summary.forbidden);
+    assert_everything_stored(&scenario, &storage).await;
+    assert_never_over_the_budget(&scenario);
+    storage.close().await;
+    let _ = std::fs::remove_dir_all(&scenario.dir);
+}
