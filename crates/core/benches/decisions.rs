@@ -10,7 +10,8 @@
 //!
 //! Traffic. Keys are drawn uniformly from the key space (100k or 1M keys) by a
 //! fixed-seed splitmix64 and pre-generated into a `Vec`, so drawing them is not
-//! measured. Time is simulated: it advances `VISIT_EVERY / keys` per decision, so
+//! measured (each pass over it shifts every key by a per-pass offset, so that no
+//! key keeps the same rate for ever). Time is simulated: it advances `VISIT_EVERY / keys` per decision, so
 //! each key is asked about every 2.4 s on average, 25 times a minute: half of the
 //! 50-per-minute quota. A key's requests in any minute are then close to
 //! Poisson(25), which almost never exceeds 50, so nearly every decision is an
@@ -32,8 +33,8 @@
 //! decisions of both threads: aggregate throughput, so perfect scaling halves them.
 
 use std::num::NonZeroU32;
-use std::sync::Barrier;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
@@ -46,7 +47,7 @@ use tollgate_core::{Charge, LimitId, ManualClock, MemoryStore, Quota, Rate, Time
 
 /// Decisions that share one simulated instant and one cursor step.
 const CHUNK: usize = 64;
-/// Keys pre-generated per key space (a multiple of `CHUNK`), replayed in a cycle.
+/// Keys pre-generated per key space (a multiple of `CHUNK`), replayed in passes.
 const SEQUENCE_LEN: usize = 1 << 22;
 /// The mean time between two requests for one key: half the quota's rate.
 const VISIT_EVERY: Duration = Duration::from_millis(2_400);
@@ -107,10 +108,25 @@ impl Traffic {
         VISIT_EVERY.as_nanos() as u64 / self.keys
     }
 
-    /// The next `len` (at most `CHUNK`) keys, for whichever thread asks.
-    fn next_chunk(&self, len: usize) -> &[u64] {
-        let at = self.cursor.fetch_add(CHUNK, Ordering::Relaxed) % SEQUENCE_LEN;
-        &self.sequence[at..at + len]
+    /// The next `len` (at most `CHUNK`) keys, for whichever thread asks, written
+    /// into `buffer`. Each pass over the sequence shifts every key by its own
+    /// offset, so that a key's request count is not the same in every pass (at
+    /// 1M keys a pass is only 9.6 s of simulated time, and a key drawn 9 times in
+    /// the sequence would otherwise come 56 times a minute, for ever).
+    fn next_chunk<'b>(&self, len: usize, buffer: &'b mut [u64; CHUNK]) -> &'b [u64] {
+        let position = self.cursor.fetch_add(CHUNK, Ordering::Relaxed);
+        let (pass, at) = (position / SEQUENCE_LEN, position % SEQUENCE_LEN);
+        let shift = SplitMix64(pass as u64).below(self.keys);
+        let keys = self.keys;
+        for (slot, key) in buffer.iter_mut().zip(&self.sequence[at..at + len]) {
+            let shifted = key + shift;
+            *slot = if shifted >= keys {
+                shifted - keys
+            } else {
+                shifted
+            };
+        }
+        &buffer[..len]
     }
 }
 
@@ -134,9 +150,10 @@ where
         }
         let started = Instant::now();
         let (mut left, mut admitted) = (share, 0);
+        let mut buffer = [0; CHUNK];
         while left > 0 {
             let len = left.min(CHUNK as u64) as usize;
-            admitted += decide(traffic.next_chunk(len));
+            admitted += decide(traffic.next_chunk(len, &mut buffer));
             left -= len as u64;
         }
         let elapsed = started.elapsed();
@@ -178,82 +195,98 @@ impl SimTime {
 const START: Timestamp = Timestamp::from_secs(1_700_000_000);
 
 /// A tollgate store with every key already carrying `PREFILL` requests spread
-/// over the window before `START` (each key at its own offset).
-fn tollgate_store<const N: usize>(
-    keys: u64,
-    charges: &impl Fn(u64) -> [Charge<u64>; N],
-) -> MemoryStore<u64> {
-    // The store's own clock is only read by `sweep()`/`decide_now`, which this
-    // bench does not call: every decision passes its instant.
-    let store = MemoryStore::new(ManualClock::new(START));
-    let visit = VISIT_EVERY.as_nanos() as u64;
-    let mut rng = SplitMix64(42);
-    for key in 0..keys {
-        let offset = rng.below(visit);
-        for i in 0..PREFILL {
-            let at = START - WINDOW + Duration::from_nanos(offset + i * visit);
-            store.decide_at(&charges(key), at);
-        }
-    }
-    store
+/// over the window before `START` (each key at its own offset), and the
+/// simulated time its measured traffic runs on.
+struct TollgateFixture {
+    store: MemoryStore<u64>,
+    time: SimTime,
 }
 
-/// Decides each key of a chunk through `store`, all at one new instant.
+impl TollgateFixture {
+    fn new<const N: usize>(keys: u64, charges: &impl Fn(u64) -> [Charge<u64>; N]) -> Self {
+        // The store's own clock is only read by `sweep()` and `decide_now`, which
+        // this bench does not call: every decision passes its instant.
+        let store = MemoryStore::new(ManualClock::new(START));
+        let visit = VISIT_EVERY.as_nanos() as u64;
+        let mut rng = SplitMix64(42);
+        for key in 0..keys {
+            let offset = rng.below(visit);
+            for i in 0..PREFILL {
+                let at = START - WINDOW + Duration::from_nanos(offset + i * visit);
+                store.decide_at(&charges(key), at);
+            }
+        }
+        Self {
+            store,
+            time: SimTime::new(START),
+        }
+    }
+}
+
+/// Decides each key of a chunk through the store, all at one new instant.
 fn tollgate_decide<'a, const N: usize>(
-    store: &'a MemoryStore<u64>,
-    time: &'a SimTime,
+    fixture: &'a TollgateFixture,
     step: u64,
     charges: &'a (impl Fn(u64) -> [Charge<u64>; N] + Sync),
 ) -> impl Fn(&[u64]) -> u64 + Sync + 'a {
     move |keys| {
-        let now = time.advance(step * keys.len() as u64);
+        let now = fixture.time.advance(step * keys.len() as u64);
         keys.iter()
-            .filter(|&&key| store.decide_at(&charges(key), now).is_admitted())
+            .filter(|&&key| fixture.store.decide_at(&charges(key), now).is_admitted())
             .count() as u64
     }
 }
 
 /// governor's keyed GCRA for 50 per minute (burst 50), default keyed state, on a
 /// fake clock, with every key already seen once.
-fn governor_limiter(keys: u64) -> (Governor, FakeRelativeClock) {
-    let clock = FakeRelativeClock::default();
-    let quota = GovernorQuota::per_minute(NonZeroU32::new(50).expect("non-zero"));
-    let limiter = RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone());
-    clock.advance(WINDOW);
-    for key in 0..keys {
-        let _ = limiter.check_key(&key);
+struct GovernorFixture {
+    limiter: Governor,
+    clock: FakeRelativeClock,
+}
+
+impl GovernorFixture {
+    fn new(keys: u64) -> Self {
+        let clock = FakeRelativeClock::default();
+        let quota = GovernorQuota::per_minute(NonZeroU32::new(50).expect("non-zero"));
+        let limiter = RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone());
+        clock.advance(WINDOW);
+        for key in 0..keys {
+            let _ = limiter.check_key(&key);
+        }
+        Self { limiter, clock }
     }
-    (limiter, clock)
 }
 
 /// Checks each key of a chunk through governor, after one advance of its clock.
-fn governor_decide<'a>(
-    limiter: &'a Governor,
-    clock: &'a FakeRelativeClock,
-    step: u64,
-) -> impl Fn(&[u64]) -> u64 + Sync + 'a {
+fn governor_decide(fixture: &GovernorFixture, step: u64) -> impl Fn(&[u64]) -> u64 + Sync + '_ {
     move |keys| {
-        clock.advance(Duration::from_nanos(step * keys.len() as u64));
+        fixture
+            .clock
+            .advance(Duration::from_nanos(step * keys.len() as u64));
         keys.iter()
-            .filter(|key| limiter.check_key(key).is_ok())
+            .filter(|key| fixture.limiter.check_key(key).is_ok())
             .count() as u64
     }
 }
 
 /// Benchmarks one scenario and records its admitted share for the summary.
-fn scenario<F>(
+/// `prepare` builds (on first use, so that a filtered-out scenario costs nothing)
+/// and returns the function that decides a chunk.
+fn scenario<P, F>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     summary: &mut Vec<(String, u64, u64)>,
     name: &str,
     traffic: &Traffic,
     threads: usize,
-    decide: F,
+    prepare: P,
 ) where
+    P: Fn() -> F,
     F: Fn(&[u64]) -> u64 + Sync,
 {
     let tally = Tally::default();
     let id = BenchmarkId::new(name, format!("{}/{threads}t", traffic.label));
     group.bench_function(id, |b| {
+        let decide = prepare();
         b.iter_custom(|iters| run(threads, iters, traffic, &tally, &decide));
     });
     summary.push((
@@ -275,36 +308,36 @@ fn per_key(quota: Quota) -> impl Fn(u64) -> [Charge<u64>; 1] + Sync {
 
 fn decisions(c: &mut Criterion) {
     let rate = Rate::per_minute(50);
-    let rolling = per_key(Quota::rolling(rate));
+    let rolling = &per_key(Quota::rolling(rate));
     let mut summary = Vec::new();
     let mut group = c.benchmark_group("decisions");
     group.throughput(Throughput::Elements(1));
 
-    // tollgate rolling against governor GCRA, at two key counts, 1 and 2 threads.
+    // tollgate rolling against governor GCRA, at two key counts, 1 and 2 threads,
+    // interleaved so that each pair runs under the same conditions.
     for (keys, label) in [(100_000, "100k"), (1_000_000, "1M")] {
         let traffic = Traffic::new(keys, label);
         let step = traffic.step_nanos();
-        let store = tollgate_store(keys, &rolling);
-        let time = SimTime::new(START);
-        let (limiter, clock) = governor_limiter(keys);
+        let (tollgate, governor) = (&OnceLock::new(), &OnceLock::new());
         for threads in [1, 2] {
-            let tollgate = tollgate_decide(&store, &time, step, &rolling);
             scenario(
                 &mut group,
                 &mut summary,
                 "tollgate-rolling",
                 &traffic,
                 threads,
-                tollgate,
+                || {
+                    let fixture = tollgate.get_or_init(|| TollgateFixture::new(keys, rolling));
+                    tollgate_decide(fixture, step, rolling)
+                },
             );
-            let governor = governor_decide(&limiter, &clock, step);
             scenario(
                 &mut group,
                 &mut summary,
                 "governor-gcra",
                 &traffic,
                 threads,
-                governor,
+                || governor_decide(governor.get_or_init(|| GovernorFixture::new(keys)), step),
             );
         }
     }
@@ -312,25 +345,27 @@ fn decisions(c: &mut Criterion) {
     // The other algorithms, 100k keys, 1 thread. tollgate's GCRA gets governor's
     // burst (50), so it is the same algorithm as governor's.
     let traffic = Traffic::new(100_000, "100k");
-    let step = traffic.step_nanos();
-    let others = [
+    let (keys, step) = (traffic.keys, traffic.step_nanos());
+    for (name, quota) in [
         ("tollgate-fixed", Quota::fixed(rate)),
         ("tollgate-gcra", Quota::gcra(rate, 50)),
         ("tollgate-sliding-counter", Quota::sliding_counter(rate)),
-    ];
-    for (name, quota) in others {
-        let charges = per_key(quota);
-        let store = tollgate_store(traffic.keys, &charges);
-        let time = SimTime::new(START);
-        let decide = tollgate_decide(&store, &time, step, &charges);
-        scenario(&mut group, &mut summary, name, &traffic, 1, decide);
+    ] {
+        let (charges, fixture) = (&per_key(quota), &OnceLock::new());
+        scenario(&mut group, &mut summary, name, &traffic, 1, || {
+            tollgate_decide(
+                fixture.get_or_init(|| TollgateFixture::new(keys, charges)),
+                step,
+                charges,
+            )
+        });
     }
 
     // Two limits per request: the per-key rolling limit and a per-endpoint fixed
     // limit (16 endpoints at 5,000 a second each; the traffic brings about 2,600
     // a second to each), decided and charged together.
     let endpoint = Quota::fixed(Rate::per_second(5_000));
-    let multi = move |key: u64| {
+    let multi = &move |key: u64| {
         [
             Charge {
                 limit: LimitId(0),
@@ -344,17 +379,21 @@ fn decisions(c: &mut Criterion) {
             },
         ]
     };
-    let store = tollgate_store(traffic.keys, &multi);
-    let time = SimTime::new(START);
+    let fixture = &OnceLock::new();
     for threads in [1, 2] {
-        let decide = tollgate_decide(&store, &time, step, &multi);
         scenario(
             &mut group,
             &mut summary,
             "tollgate-multi",
             &traffic,
             threads,
-            decide,
+            || {
+                tollgate_decide(
+                    fixture.get_or_init(|| TollgateFixture::new(keys, multi)),
+                    step,
+                    multi,
+                )
+            },
         );
     }
     group.finish();

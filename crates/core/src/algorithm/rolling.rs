@@ -6,7 +6,9 @@
 //! has left the window), so the log is a ring of exactly `count` entries.
 //!
 //! To keep an active key near 100 bytes at `count = 50`, instants are stored as
-//! 16-bit offsets from a per-key base, in a resolution chosen per window so that a
+//! their low 16 bits, read back relative to the newest (every live entry is
+//! within 60,000 steps of it, so the difference never wraps twice), in a
+//! resolution chosen per window so that a
 //! whole window fits in 60,000 steps: 1 µs up to 60 ms windows, 1 ms up to 60 s,
 //! 10 ms up to 10 min, and so on. An instant is rounded *up* to that resolution,
 //! so a slot can return late by less than one step, never early. Times on a
@@ -24,8 +26,9 @@ const STEPS_PER_WINDOW: u64 = 60_000;
 /// window of `window_nanos`: the smallest power of ten, from
 /// 1 µs up, that spans the window in at most 60,000 steps.
 pub fn resolution_nanos(window_nanos: u64) -> u64 {
+    // Comparisons, not divisions: this runs on every decision.
     let mut step = 1_000;
-    while window_nanos.div_ceil(step) > STEPS_PER_WINDOW {
+    while window_nanos > STEPS_PER_WINDOW * step {
         step *= 10;
     }
     step
@@ -34,10 +37,11 @@ pub fn resolution_nanos(window_nanos: u64) -> u64 {
 /// A ring of the newest admitted instants, oldest first.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RollingLog {
-    /// The instant, in resolution steps, that the offsets count from.
-    base: u64,
-    /// Offsets from `base`; its length is the largest count this key has had
-    /// since it was last idle (no allocation for a key never admitted).
+    /// The newest entry's instant, in resolution steps.
+    newest: u64,
+    /// The low 16 bits of each entry's instant; its length is the largest
+    /// count this key has had since it was last idle (no allocation for a key
+    /// never admitted).
     slots: Box<[u16]>,
     /// Index of the oldest entry.
     head: u32,
@@ -46,9 +50,20 @@ pub(crate) struct RollingLog {
 }
 
 impl RollingLog {
+    /// The ring position of the `index`-th oldest entry (no division: this is
+    /// on every decision's path).
+    fn position(&self, index: u32) -> usize {
+        let at = (self.head + index) as usize;
+        if at >= self.slots.len() {
+            at - self.slots.len()
+        } else {
+            at
+        }
+    }
+
     fn step_at(&self, index: u32) -> u64 {
-        let at = (self.head + index) as usize % self.slots.len();
-        self.base + u64::from(self.slots[at])
+        let newest = self.slots[self.position(self.len - 1)];
+        self.newest - u64::from(newest.wrapping_sub(self.slots[self.position(index)]))
     }
 
     /// Grows the ring to `count` entries (a first charge, or a tier raise),
@@ -65,19 +80,9 @@ impl RollingLog {
     /// Drops the entries whose slots have returned by `now`.
     fn expire(&mut self, step: u64, window: u64, now: u64) {
         while self.len > 0 && self.step_at(0) * step + window <= now {
-            self.head = (self.head + 1) % self.slots.len() as u32;
+            self.head = self.position(1) as u32;
             self.len -= 1;
         }
-    }
-
-    /// Makes the oldest entry the base, so newer offsets fit in 16 bits.
-    fn rebase(&mut self) {
-        let shift = self.slots[self.head as usize];
-        for i in 0..self.len {
-            let at = (self.head + i) as usize % self.slots.len();
-            self.slots[at] -= shift;
-        }
-        self.base += u64::from(shift);
     }
 }
 
@@ -111,24 +116,18 @@ impl LimitState for RollingLog {
             self.grow(count);
         }
         let mut at = div_ceil(now, step);
-        if self.len == 0 {
-            self.base = at;
-        } else {
+        if self.len > 0 {
             // A clock that stepped back must not make the log go backwards.
-            at = at.max(self.step_at(self.len - 1));
-            if at - self.base > u64::from(u16::MAX) {
-                self.rebase();
-            }
+            at = at.max(self.newest);
         }
-        let offset = u16::try_from(at - self.base).unwrap_or(u16::MAX);
-        let tail = (self.head + self.len) as usize % self.slots.len();
-        self.slots[tail] = offset;
+        let tail = self.position(self.len);
+        self.slots[tail] = at as u16; // the low 16 bits; see the module docs
+        self.newest = at;
         self.len += 1;
     }
 
     fn is_idle(&self, window_nanos: u64, now: u64) -> bool {
-        self.len == 0
-            || self.step_at(self.len - 1) * resolution_nanos(window_nanos) + window_nanos <= now
+        self.len == 0 || self.newest * resolution_nanos(window_nanos) + window_nanos <= now
     }
 }
 
@@ -164,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn a_long_busy_key_rebases_without_losing_entries() {
+    fn a_long_busy_key_keeps_its_entries_in_order_as_the_low_bits_wrap() {
         let quota = Quota::rolling(Rate::new(3, Duration::from_secs(60)));
         let mut log = RollingLog::fresh(&quota);
         let ms = 1_000_000;

@@ -135,14 +135,15 @@ impl<K: Hash + Eq + Clone> MemoryStore<K> {
     fn decide_one(&self, charge: &Charge<K>, now: u64, commit: bool) -> Decision {
         let hash = self.hash(charge.limit, &charge.key);
         let mut shard = self.lock(self.shards.index(hash), now);
-        let table = shard.table(charge.limit, &charge.quota);
-        let peek = table.peek(hash, &charge.key, &charge.quota, now);
+        let peek = shard.table(charge.limit, &charge.quota).decide(
+            hash,
+            &charge.key,
+            &charge.quota,
+            now,
+            commit,
+            |k| self.hash(charge.limit, k),
+        );
         let charged = peek.admitted && commit;
-        if charged {
-            table.charge(hash, &charge.key, &charge.quota, now, |k| {
-                self.hash(charge.limit, k)
-            });
-        }
         Decision::new([verdict(charge, peek, charged)])
     }
 

@@ -38,6 +38,34 @@ impl<K: Hash + Eq + Clone, S: LimitState> Entries<K, S> {
         entry.into_mut().1.charge(quota, now);
     }
 
+    /// Peeks and, when admitted and `commit`, charges, with one lookup: the
+    /// path of a request that matches a single limit.
+    fn decide(
+        &mut self,
+        hash: u64,
+        key: &K,
+        quota: &Quota,
+        now: u64,
+        commit: bool,
+        rehash: impl Fn(&K) -> u64,
+    ) -> Peek {
+        if let Some((_, state)) = self.map.find_mut(hash, |(k, _)| k == key) {
+            let peek = state.peek(quota, now);
+            if peek.admitted && commit {
+                state.charge(quota, now);
+            }
+            return peek;
+        }
+        let mut state = S::fresh(quota);
+        let peek = state.peek(quota, now);
+        if peek.admitted && commit {
+            state.charge(quota, now);
+            self.map
+                .insert_unique(hash, (key.clone(), state), |(k, _)| rehash(k));
+        }
+        peek
+    }
+
     fn sweep(&mut self, now: u64, rehash: impl Fn(&K) -> u64) {
         let window = self.window;
         self.map.retain(|(_, state)| !state.is_idle(window, now));
@@ -115,6 +143,18 @@ impl<K: Hash + Eq + Clone> Table<K> {
         rehash: impl Fn(&K) -> u64,
     ) {
         dispatch!(self, e => e.charge(hash, key, quota, now, rehash), unreachable!("prepared before use"))
+    }
+
+    pub(super) fn decide(
+        &mut self,
+        hash: u64,
+        key: &K,
+        quota: &Quota,
+        now: u64,
+        commit: bool,
+        rehash: impl Fn(&K) -> u64,
+    ) -> Peek {
+        dispatch!(self, e => e.decide(hash, key, quota, now, commit, rehash), unreachable!("prepared before use"))
     }
 
     pub(super) fn sweep(&mut self, now: u64, rehash: impl Fn(&K) -> u64) {
