@@ -198,6 +198,30 @@ impl<'a> Locator<'a> {
     }
 }
 
+/// The ```` ```toml ```` blocks of a Markdown text: the docs' configuration
+/// examples, so tests can check that each one loads.
+///
+/// ```
+/// let doc = "Intro\n```toml\nlisten = \"127.0.0.1:8080\"\n```\n";
+/// assert_eq!(tollgate_config::toml_blocks(doc), ["listen = \"127.0.0.1:8080\"\n"]);
+/// ```
+pub fn toml_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, fence) if fence.starts_with("```toml") => current = Some(String::new()),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            _ => {}
+        }
+    }
+    blocks
+}
+
 fn parse_bytes(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text

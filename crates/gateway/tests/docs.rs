@@ -2,25 +2,8 @@
 
 use std::path::Path;
 
+use tollgate_config::toml_blocks;
 use tollgate_gateway::config::GatewayConfig;
-
-/// The ```toml blocks of a Markdown file.
-fn toml_blocks(markdown: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in markdown.lines() {
-        match (&mut current, line.trim_start()) {
-            (None, fence) if fence.starts_with("```toml") => current = Some(String::new()),
-            (Some(_), "```") => blocks.extend(current.take()),
-            (Some(block), _) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            _ => {}
-        }
-    }
-    blocks
-}
 
 #[test]
 fn the_configurations_in_the_docs_load() {
