@@ -51,6 +51,14 @@ enum Command {
     /// Requests are spread evenly inside every limit; a 429 pauses every
     /// request to its source until its retry instant; a 403 stops the source.
     Sync(commands::sync::SyncArgs),
+    /// Print what a limit-increase request asks for, from what the sync daemon
+    /// measured: import frequency, storage layer, full-sync duration, budget,
+    /// and every 429 with whether it was honoured.
+    ///
+    /// Example:
+    ///
+    ///     tollgate report --config examples/sync.toml --json
+    Report(commands::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +75,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => commands::simulate::run(&args),
         Command::Serve(args) => commands::serve::run(&args),
         Command::Sync(args) => commands::sync::run(&args),
+        Command::Report(args) => commands::report::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,5 +7,6 @@ pub mod config;
 pub mod daemon;
 pub mod import;
 pub mod pacer;
+pub mod report;
 pub mod runner;
 pub mod schedule;

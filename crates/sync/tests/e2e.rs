@@ -183,3 +183,43 @@ async fn discover_learns_the_limits_from_the_headers_and_is_never_blocked() {
     storage.close().await;
     let _ = std::fs::remove_dir_all(&scenario.dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_from_a_tighter_provider_is_waited_out_and_the_report_shows_it_honoured() {
+    // The provider allows 10 per 2 s; the configuration claims 50: the pacer
+    // runs into a 429, pauses until its Retry-After, and goes on.
+    let scenario = provider(|b| {
+        b.limits(Limits::per_key(Quota::rolling(Rate::new(10, WINDOW))))
+            .headers(HeaderStyle::None)
+    })
+    .await;
+    let config = config(&scenario, "[\"50/2s\"]", 1);
+    let storage = Storage::connect(&config.store).await.unwrap();
+    let summary = run_once(&config, &storage, Arc::new(SystemClock::new()))
+        .await
+        .unwrap();
+    let summary = &summary[0];
+    assert!(summary.rejected_429 >= 1, "{summary:?}");
+    assert_eq!(summary.errors, Vec::<String>::new());
+    assert!(
+        scenario.api.handle.blocked_keys().is_empty(),
+        "never early after a 429"
+    );
+    assert_everything_stored(&scenario, &storage).await;
+
+    let report = tollgate_sync::report::report(&config.sources[0], &storage)
+        .await
+        .unwrap();
+    assert_eq!(report.rejections.len() as u64, summary.rejected_429);
+    assert!(report.all_honoured, "{:?}", report.rejections);
+    assert!(report.rejections.iter().all(|r| r.honoured == Some(true)));
+    assert_eq!(report.storage_layer, "SQLite");
+    assert_eq!(report.key_last5.as_deref(), Some("56789"));
+    let text = report.to_text();
+    assert!(
+        text.contains("Handles 429:") && text.contains("yes: every 429 was caught"),
+        "{text}"
+    );
+    storage.close().await;
+    let _ = std::fs::remove_dir_all(&scenario.dir);
+}

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod plan;
+pub mod report;
 pub mod serve;
 pub mod simulate;
 pub mod sync;
