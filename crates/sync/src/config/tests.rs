@@ -18,7 +18,11 @@ fn the_example_loads() {
         source.key.secret,
         SecretSource::Env("EXAMPLE_API_KEY".into())
     );
-    let users = &source.resources[3];
+    let users = source
+        .resources
+        .iter()
+        .find(|r| r.name == "channel_users")
+        .unwrap();
     assert_eq!(users.limit, Some(Rate::per_second(20)));
     assert_eq!(
         users.for_each.as_ref().unwrap().fields,
