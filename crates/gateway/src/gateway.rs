@@ -18,6 +18,7 @@ use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::proxy::{ForwardTable, Proxy, forward};
 use crate::routes::RouteTable;
+use crate::store::LimitStore;
 
 impl KeyResolver for Keys {
     fn resolve(&self, presented: &str) -> Option<ResolvedKey> {
@@ -37,6 +38,14 @@ pub enum StartError {
     /// The key database could not be opened.
     #[error("cannot open the key database: {0}")]
     Keys(#[from] KeyError),
+    /// Redis could not be reached at start-up.
+    #[error("cannot reach Redis at {url}: {source}; is it running? (`redis-cli -u {url} ping`)")]
+    Redis {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: tollgate_core::StoreError,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {address}: {source}; is another process using it?")]
     Listen {
@@ -68,19 +77,34 @@ impl Gateway {
             .as_ref()
             .and_then(|a| std::env::var(&a.token_env).ok())
             .filter(|t| !t.is_empty());
-        Ok(Self::new(config, keys, clock, token))
+        let store = match &config.redis {
+            None => LimitStore::Memory(Arc::new(MemoryStore::new(Arc::clone(&clock)))),
+            Some(redis) => LimitStore::Redis(connect_redis(redis, Arc::clone(&clock)).await?),
+        };
+        Ok(Self::with_store(config, keys, clock, token, store))
     }
 
-    /// A gateway from parts (tests and embedding).
+    /// A gateway from parts (tests and embedding), with limit state in memory.
     pub fn new(
         config: GatewayConfig,
         keys: Keys,
         clock: Arc<dyn Clock>,
         admin_token: Option<String>,
     ) -> Self {
+        let store = LimitStore::Memory(Arc::new(MemoryStore::new(Arc::clone(&clock))));
+        Self::with_store(config, keys, clock, admin_token, store)
+    }
+
+    /// A gateway from parts, with limit state in `store`.
+    pub fn with_store(
+        config: GatewayConfig,
+        keys: Keys,
+        clock: Arc<dyn Clock>,
+        admin_token: Option<String>,
+        store: LimitStore,
+    ) -> Self {
         let keys = Arc::new(keys);
         let metrics = Metrics::new();
-        let store = Arc::new(MemoryStore::new(Arc::clone(&clock)));
         let ledger = Arc::new(Ledger::new(clock.now()));
         let enforcer = Enforcer::new(config.policies.clone(), store, config.escalation);
         let enforcement = Enforcement::new(
@@ -208,4 +232,30 @@ pub async fn bind(address: std::net::SocketAddr) -> Result<TcpListener, StartErr
     TcpListener::bind(address)
         .await
         .map_err(|source| StartError::Listen { address, source })
+}
+
+/// Connects to the configured Redis, behind the circuit breaker.
+pub async fn connect_redis(
+    config: &crate::config::RedisConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<tollgate_redis::ResilientStore<u64>, StartError> {
+    let primary = tollgate_redis::RedisStore::connect(&config.url)
+        .await
+        .map_err(|source| StartError::Redis {
+            url: config.url.clone(),
+            source,
+        })?
+        .with_prefix(&config.prefix);
+    let resilience = tollgate_redis::ResilientConfig {
+        mode: if config.fail_open {
+            tollgate_redis::FailMode::Open
+        } else {
+            tollgate_redis::FailMode::Closed
+        },
+        instances: config.instances,
+        ..tollgate_redis::ResilientConfig::default()
+    };
+    Ok(tollgate_redis::ResilientStore::new(
+        primary, clock, resilience,
+    ))
 }

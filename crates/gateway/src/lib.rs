@@ -14,5 +14,6 @@ pub mod problem;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod store;
 
-pub use gateway::{Gateway, StartError, bind};
+pub use gateway::{Gateway, StartError, bind, connect_redis};

@@ -7,6 +7,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -39,6 +40,8 @@ pub struct Metrics {
     pub blocks: Counter,
     /// Upstream response time, seconds.
     pub upstream_seconds: Histogram,
+    /// 1 while the shared limit store is unreachable (decisions fall back or are refused).
+    pub degraded: Gauge,
 }
 
 impl Metrics {
@@ -74,6 +77,12 @@ impl Metrics {
             "Keys blocked for hammering after a 429",
             blocks.clone(),
         );
+        let degraded = Gauge::default();
+        registry.register(
+            "store_degraded",
+            "1 while the shared limit store (Redis) is unreachable",
+            degraded.clone(),
+        );
         registry.register(
             "upstream_seconds",
             "Upstream response time",
@@ -87,6 +96,7 @@ impl Metrics {
             strikes,
             blocks,
             upstream_seconds,
+            degraded,
         })
     }
 

@@ -18,11 +18,24 @@ pub struct ServeArgs {
     /// Check the configuration and exit: 0 when it is valid.
     #[arg(long)]
     check: bool,
+    /// Keep limit state in this Redis (`redis://host:port`), shared by every
+    /// gateway that names it, instead of in this process; overrides `[redis]`.
+    #[arg(long, value_name = "URL", env = "TOLLGATE_REDIS")]
+    redis: Option<String>,
 }
 
 /// Loads the configuration, then serves until SIGTERM or Ctrl-C; SIGHUP reloads.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let config = GatewayConfig::load(&args.config)?;
+    let mut config = GatewayConfig::load(&args.config)?;
+    if let Some(url) = &args.redis {
+        let shared = config.redis.take();
+        config.redis = Some(tollgate_gateway::config::RedisConfig {
+            url: url.clone(),
+            fail_open: shared.as_ref().is_none_or(|r| r.fail_open),
+            instances: shared.as_ref().map_or(1, |r| r.instances),
+            prefix: shared.map_or_else(|| "tollgate".into(), |r| r.prefix),
+        });
+    }
     if args.check {
         println!(
             "{}: ok ({} upstreams, {} routes, {} limits)",

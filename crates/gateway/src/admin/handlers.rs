@@ -44,6 +44,8 @@ pub(super) async fn ready(State(gateway): State<Gateway>) -> Response {
 }
 
 pub(super) async fn metrics(State(gateway): State<Gateway>) -> Response {
+    let degraded = gateway.enforcement.load().enforcer().store().is_degraded();
+    gateway.metrics.degraded.set(i64::from(degraded));
     (
         [(
             http::header::CONTENT_TYPE,
@@ -103,7 +105,9 @@ pub(super) async fn show_key(
     };
     let usage = enforcer
         .store()
-        .peek_at(&enforcer.policies().charges(&subject), now);
+        .peek(&enforcer.policies().charges(&subject), now)
+        .await
+        .map_err(|e| AdminError::BadRequest(format!("the limit store cannot answer now: {e}")))?;
     let usage: Vec<Value> = usage
         .verdicts()
         .iter()

@@ -57,6 +57,20 @@ pub struct Route {
     pub upstream: usize,
 }
 
+/// Limit state in Redis, shared by every gateway that names the same server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// While Redis is unreachable: decide locally (`open`) or refuse with 503 (`closed`).
+    pub fail_open: bool,
+    /// How many gateways share the limits: a local decision allows each limit
+    /// divided by this.
+    pub instances: u32,
+    /// The prefix of every key tollgate writes.
+    pub prefix: String,
+}
+
 /// A loaded, checked gateway configuration.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
@@ -84,6 +98,8 @@ pub struct GatewayConfig {
     pub routes: Vec<Route>,
     /// The limits; a policy's endpoints are route indexes.
     pub policies: PolicySet,
+    /// Limit state in Redis instead of this process.
+    pub redis: Option<RedisConfig>,
 }
 
 impl GatewayConfig {

@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub requests: RawRequests,
     #[serde(default)]
+    pub redis: Option<RawRedis>,
+    #[serde(default)]
     pub upstreams: Vec<RawUpstream>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
@@ -93,4 +95,13 @@ pub(super) struct RawLimit {
     pub burst: Option<Spanned<u32>>,
     pub routes: Option<Spanned<Vec<String>>>,
     pub tiered: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRedis {
+    pub url: Spanned<String>,
+    pub fail: Option<Spanned<String>>,
+    pub instances: Option<Spanned<u32>>,
+    pub prefix: Option<String>,
 }

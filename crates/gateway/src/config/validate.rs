@@ -100,6 +100,7 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<GatewayConfig> {
         upstreams,
         routes,
         policies: PolicySet::new(policies),
+        redis: raw.redis.as_ref().map(|r| redis(&at, r)).transpose()?,
     })
 }
 
@@ -299,4 +300,29 @@ fn check_unique<'a>(
         seen.push(name.get_ref());
     }
     Ok(())
+}
+
+fn redis(at: &Locator<'_>, raw: &super::raw::RawRedis) -> Result<super::RedisConfig> {
+    let url = raw.url.get_ref();
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(at.at(
+            &raw.url,
+            "redis.url",
+            format!("`{url}` is not a Redis URL: write it like `redis://127.0.0.1:6379`"),
+        ));
+    }
+    let fail_open = match raw.fail.as_ref().map(|f| f.get_ref().as_str()) {
+        None | Some("open") => true,
+        Some("closed") => false,
+        Some(other) => {
+            let span = raw.fail.as_ref().map(Spanned::span).unwrap_or_default();
+            return Err(at.error(&span, "redis.fail", format!("`{other}` is not a fail mode: write `open` (decide locally while Redis is down) or `closed` (answer 503)")));
+        }
+    };
+    Ok(super::RedisConfig {
+        url: url.clone(),
+        fail_open,
+        instances: raw.instances.as_ref().map_or(1, |i| *i.get_ref()).max(1),
+        prefix: raw.prefix.clone().unwrap_or_else(|| "tollgate".into()),
+    })
 }

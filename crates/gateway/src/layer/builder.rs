@@ -8,6 +8,8 @@ use tollgate_core::abuse::EscalationPolicy;
 use tollgate_core::enforce::Enforcer;
 use tollgate_core::{Clock, MemoryStore, PolicySet, SystemClock};
 
+use crate::store::LimitStore;
+
 use super::{Enforcement, KeyResolver, RateLimitLayer, ResolvedKey};
 use crate::config::{ApiKeySource, Route};
 use crate::ledger::Ledger;
@@ -93,7 +95,7 @@ impl LayerBuilder {
 
     /// The layer.
     pub fn build(self) -> RateLimitLayer {
-        let store = Arc::new(MemoryStore::new(Arc::clone(&self.clock)));
+        let store = LimitStore::Memory(Arc::new(MemoryStore::new(Arc::clone(&self.clock))));
         let enforcement = Enforcement::new(
             Enforcer::new(self.policies, store, self.escalation),
             RouteTable::new(&self.routes),

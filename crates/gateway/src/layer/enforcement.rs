@@ -6,13 +6,14 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use prometheus_client::metrics::counter::Counter;
 use tollgate_core::enforce::{Enforcer, Outcome};
-use tollgate_core::{Clock, Decision, LimitId, MemoryStore, Policy, Subject};
+use tollgate_core::{Clock, Decision, LimitId, Policy, Subject};
 
 use crate::config::ApiKeySource;
 use crate::ledger::Ledger;
 use crate::metrics::{Metrics, PolicyLabel};
 use crate::problem::Problem;
 use crate::routes::RouteTable;
+use crate::store::LimitStore;
 
 /// Who a presented API key belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +45,7 @@ pub struct Admitted {
 
 /// Everything the layer needs to decide; swapped as a whole on reload.
 pub struct Enforcement {
-    pub(crate) enforcer: Enforcer<Arc<MemoryStore<u64>>>,
+    pub(crate) enforcer: Enforcer<LimitStore>,
     pub(crate) routes: RouteTable,
     pub(crate) api_key: ApiKeySource,
     pub(crate) keys: Arc<dyn KeyResolver>,
@@ -59,7 +60,7 @@ pub struct Enforcement {
 impl Enforcement {
     /// Enforcement of `enforcer`'s policies on `routes`.
     pub fn new(
-        enforcer: Enforcer<Arc<MemoryStore<u64>>>,
+        enforcer: Enforcer<LimitStore>,
         routes: RouteTable,
         api_key: ApiKeySource,
         keys: Arc<dyn KeyResolver>,
@@ -107,7 +108,7 @@ impl Enforcement {
     }
 
     /// The enforcer (policies, store, escalation state).
-    pub fn enforcer(&self) -> &Enforcer<Arc<MemoryStore<u64>>> {
+    pub fn enforcer(&self) -> &Enforcer<LimitStore> {
         &self.enforcer
     }
 
