@@ -1,0 +1,487 @@
+#!/usr/bin/env bash
+# Load benchmark: the upstream alone, nginx (limit_req keyed on X-Api-Key) and
+# tollgate (rolling per-key limits over 100k keys), in one run, against the same
+# upstream on the same machine, on the admitted path and on the 429 path.
+#
+#   bench/gateway/run.sh
+#
+# Prints requests/s, p99 latency and the share of non-2xx/3xx answers for each,
+# and the ratios tollgate/nginx. Only ratios measured side by side in one run
+# mean anything on a shared machine: absolute figures move with whatever else
+# the cores are doing.
+#
+# Admitted path: 50 per rolling 60 s per key (nginx: 50r/m, burst=50 nodelay),
+# a random key out of 100k per request, so every request is admitted.
+# 429 path: 1 per 60 s per key; spend_keys.py first sends one request with
+# every key, so the measured run gets only 429s (tollgate's escalation to 403
+# is set out of reach: nginx has none). Every server starts afresh for each
+# measurement. The table also shows the server's CPU time per request and how
+# much CPU the rest of the machine used meanwhile ("other load").
+#
+# Knobs (environment):
+#   KEYS=100000        API keys (tollgate's database and nginx's zones)
+#   DURATION=10s       each measured wrk run
+#   WARMUP=3s          an unmeasured run before each measured one
+#   THREADS=2 CONNECTIONS=64   wrk -t / -c
+#   OK_RATE=50/60s     the admitted path's per-key limit (nginx: 50r/m, burst 50)
+#   SKIP_BUILD=1       use the binaries already in target/release
+#   TOLLGATE_BIN=PATH  measure this tollgate binary instead
+#   TOLLGATE_BINS="base=PATH new=PATH"   measure several binaries side by side
+#                      in each round (an A/B of a change; rows tollgate:NAME)
+#   KEEP=1             keep the work folder (configs, logs, key database)
+#   ONLY="upstream nginx-ok tollgate-ok nginx-429 tollgate-429"   a subset
+#   ROUNDS=1           repeat everything; nginx and tollgate take turns going first
+#
+# Needs root for apt-get when wrk or nginx is missing. Everything it starts is
+# stopped on exit.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+KEYS=${KEYS:-100000}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-3s}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+OK_RATE=${OK_RATE:-50/60s}
+ONLY=${ONLY:-upstream nginx-ok tollgate-ok nginx-429 tollgate-429}
+ROUNDS=${ROUNDS:-1}
+PATH_UNDER_TEST=/v1/items
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# --- tools ------------------------------------------------------------------
+
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Keep the package from starting a system nginx on port 80: this script
+    # runs its own. (Only when no policy says otherwise already.)
+    policy=/usr/sbin/policy-rc.d
+    own_policy=
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+    fi
+    installed=1
+    { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; } || installed=
+    [[ -z $own_policy ]] || rm -f "$policy"
+    [[ -n $installed ]] || die "apt-get could not install ${missing[*]}"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+command -v python3 >/dev/null || die "python3 is needed to write the key database"
+python3 -c 'import sqlite3' || die "python3 has no sqlite3 module"
+
+# The configs below are written for nginx's reading of `limit_req`: rates under
+# 1r/s are written per minute.
+ok_count=${OK_RATE%%/*}
+ok_window=${OK_RATE#*/}
+[[ $ok_window == 60s ]] || die "OK_RATE must be N/60s (nginx limit_req counts per minute)"
+
+if [[ -z ${SKIP_BUILD:-} ]]; then
+    log "building (release)"
+    (cd "$root" && cargo build --release -q -p tollgate -p tollgate-gateway --bin tollgate --example bench_upstream)
+fi
+target=${CARGO_TARGET_DIR:-$root/target}
+TOLLGATE=${TOLLGATE_BIN:-$target/release/tollgate}
+UPSTREAM=$target/release/examples/bench_upstream
+# The tollgate binaries measured: "tollgate" alone, or named variants.
+variants=() variant_bins=()
+if [[ -n ${TOLLGATE_BINS:-} ]]; then
+    for pair in $TOLLGATE_BINS; do
+        variants+=("tollgate:${pair%%=*}") variant_bins+=("${pair#*=}")
+    done
+else
+    variants=(tollgate) variant_bins=("$TOLLGATE")
+fi
+for bin in "${variant_bins[@]}"; do
+    [[ -x $bin ]] || die "$bin is missing: build without SKIP_BUILD"
+done
+[[ -x $UPSTREAM ]] || die "$UPSTREAM is missing: build without SKIP_BUILD"
+
+# --- processes --------------------------------------------------------------
+
+work=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n ${KEEP:-} ]]; then
+        log "work folder kept: $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() { # port, pid, what
+    local i
+    for ((i = 0; i < 200; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$2" 2>/dev/null || die "$3 exited before listening on $1 (see $work)"
+        sleep 0.05
+    done
+    die "$3 is not listening on $1 after 10 s (see $work)"
+}
+
+stop() { # pid
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    local keep=()
+    for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    pids=("${keep[@]}")
+}
+
+# CPU time (ms) used so far by a process and its children still running (nginx's workers).
+cpu_ms() {
+    local total=0 pid f
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        # Fields 14 and 15 (utime, stime) after the parenthesised name.
+        f=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
+        set -- $f
+        total=$((total + ${12} + ${13}))
+    done
+    echo $((total * 1000 / $(getconf CLK_TCK)))
+}
+
+# --- the upstream -------------------------------------------------------------
+
+upstream_port=$(free_port)
+"$UPSTREAM" "127.0.0.1:$upstream_port" "$(nproc)" 2>"$work/upstream.log" &
+upstream_pid=$!
+pids+=("$upstream_pid")
+wait_port "$upstream_port" "$upstream_pid" "the upstream"
+
+# --- tollgate's configs and key database -----------------------------------------
+
+tollgate_port=$(free_port)
+tollgate_config() { # file, rate
+    cat >"$1" <<EOF
+# Written by bench/gateway/run.sh.
+listen = "127.0.0.1:$tollgate_port"
+database = "keys.db"
+
+[api_key]
+header = "X-Api-Key"
+
+# No blocks: the 429 path is measured as 429s, as nginx answers them.
+[escalation]
+strikes = 4000000000
+
+[[upstreams]]
+name = "api"
+url = "http://127.0.0.1:$upstream_port"
+timeout = "30s"
+
+[[routes]]
+name = "everything"
+path = "/{*rest}"
+
+[[limits]]
+name = "per-key"
+scope = "per-key"
+rate = "$2"
+algorithm = "rolling"
+EOF
+}
+tollgate_config "$work/tollgate-ok.toml" "$OK_RATE"
+tollgate_config "$work/tollgate-429.toml" "1/60s"
+
+start_tollgate() { # config, [binary] → sets tollgate_pid
+    RUST_LOG=warn "${2:-$TOLLGATE}" serve --config "$1" 2>>"$work/tollgate.log" &
+    tollgate_pid=$!
+    pids+=("$tollgate_pid")
+    wait_port "$tollgate_port" "$tollgate_pid" "tollgate"
+}
+
+log "writing $KEYS keys"
+# tollgate creates the database and applies its migrations; then the keys go
+# in all at once, and every later start loads them into its snapshot.
+start_tollgate "$work/tollgate-ok.toml" "${variant_bins[0]}"
+stop "$tollgate_pid"
+python3 "$here/make_keys.py" "$work/keys.db" "$work/keys.txt" "$KEYS" >&2
+
+# --- nginx ------------------------------------------------------------------
+
+nginx_ok_port=$(free_port)
+nginx_429_port=$(free_port)
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<EOF
+# Written by bench/gateway/run.sh.
+worker_processes auto;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+
+    upstream api {
+        server 127.0.0.1:$upstream_port;
+        keepalive 64;
+    }
+
+    # Keyed on the API-key header; 100k keys need about 13 MB of zone.
+    limit_req_zone \$http_x_api_key zone=keys_ok:64m rate=${ok_count}r/m;
+    limit_req_zone \$http_x_api_key zone=keys_429:64m rate=1r/m;
+    limit_req_status 429;
+    # Refusals are logged at this level, below error_log's: nothing is written
+    # per request (tollgate logs no 429 either).
+    limit_req_log_level info;
+
+    # Admitted path: $ok_count at once (burst, no delay), then one every
+    # 60/$ok_count s: close to tollgate's $OK_RATE rolling window.
+    server {
+        listen 127.0.0.1:$nginx_ok_port;
+        location / {
+            limit_req zone=keys_ok burst=$ok_count nodelay;
+            proxy_pass http://api;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Api-Key "";
+        }
+    }
+
+    # 429 path: one request per minute per key. The location proxies, so
+    # limit_req really runs (a location that only \`return\`s would answer
+    # before limit_req and measure nothing).
+    server {
+        listen 127.0.0.1:$nginx_429_port;
+        location / {
+            limit_req zone=keys_429 nodelay;
+            proxy_pass http://api;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Api-Key "";
+        }
+    }
+}
+EOF
+"$NGINX" -t -q -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf"
+
+start_nginx() { # → sets nginx_pid
+    "$NGINX" -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" &
+    nginx_pid=$!
+    pids+=("$nginx_pid")
+    wait_port "$nginx_ok_port" "$nginx_pid" "nginx"
+    wait_port "$nginx_429_port" "$nginx_pid" "nginx"
+}
+
+# --- measuring --------------------------------------------------------------
+
+declare -A rps p99 p50 bad cpu other
+keyfile="$work/keys.txt"
+ncpu=$(nproc)
+hz=$(getconf CLK_TCK)
+
+status_of() { # url → HTTP status of one request with the first key
+    curl -s -o /dev/null -w '%{http_code}' -H "X-Api-Key: $(head -n1 "$keyfile")" "$1"
+}
+
+# Busy CPU time (ms) of the whole machine, all cores.
+busy_ms() {
+    awk -v hz="$hz" '/^cpu / { print int(($2 + $3 + $4 + $7 + $8 + $9) * 1000 / hz) }' /proc/stat
+}
+
+# CPU time (ms) of this shell's finished children (wrk, once waited for), from
+# the output of `times` (which must run in this shell, not in a $(…) subshell).
+children_ms() { # file with the output of `times`
+    awk 'NR == 2 {
+        split($1, u, /[ms]/); split($2, s, /[ms]/)
+        print int((u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1000)
+    }' "$1"
+}
+
+run_wrk() { # name, url, pid whose CPU is counted
+    local name=$1 url=$2 pid=$3 out line
+    out="$work/wrk-$name.txt"
+    local cpu0 up0 busy0 kids0 t0 cpu1 up1 busy1 kids1 t1
+    cpu0=$(cpu_ms "$pid"); up0=$(cpu_ms "$upstream_pid"); busy0=$(busy_ms); times >"$work/times0"; t0=$(date +%s%N)
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/keys.lua" "$url" -- "$keyfile" >"$out"
+    t1=$(date +%s%N); times >"$work/times1"; busy1=$(busy_ms); up1=$(cpu_ms "$upstream_pid"); cpu1=$(cpu_ms "$pid")
+    kids0=$(children_ms "$work/times0"); kids1=$(children_ms "$work/times1")
+    line=$(grep '^BENCH ' "$out") || die "no result line in $out"
+    local requests duration non2xx socket p50_us p99_us server ours
+    requests=$(sed -E 's/.* requests=([0-9]+).*/\1/' <<<"$line")
+    duration=$(sed -E 's/.* duration_us=([0-9]+).*/\1/' <<<"$line")
+    non2xx=$(sed -E 's/.* non2xx=([0-9]+).*/\1/' <<<"$line")
+    socket=$(sed -E 's/.* socket_errors=([0-9]+).*/\1/' <<<"$line")
+    p50_us=$(sed -E 's/.* p50_us=([0-9]+).*/\1/' <<<"$line")
+    p99_us=$(sed -E 's/.* p99_us=([0-9]+).*/\1/' <<<"$line")
+    server=$((cpu1 - cpu0))
+    [[ $pid == "$upstream_pid" ]] && up1=$up0 # counted once
+    ours=$((server + up1 - up0 + kids1 - kids0))
+    rps[$name]=$(awk -v r="$requests" -v d="$duration" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
+    p50[$name]=$(awk -v u="$p50_us" 'BEGIN { printf "%.2f", u / 1000 }')
+    p99[$name]=$(awk -v u="$p99_us" 'BEGIN { printf "%.2f", u / 1000 }')
+    bad[$name]=$(awk -v b="$non2xx" -v r="$requests" 'BEGIN { printf "%.1f", r ? 100 * b / r : 0 }')
+    cpu[$name]=$(awk -v c="$server" -v r="$requests" 'BEGIN { printf "%.1f", r ? 1000 * c / r : 0 }')
+    # What the rest of the machine used meanwhile (other people's builds…), in
+    # percent of all cores: anything above a few percent skews the figures.
+    other[$name]=$(awk -v b="$((busy1 - busy0))" -v o="$ours" -v t="$(((t1 - t0) / 1000000))" -v n="$ncpu" \
+        'BEGIN { x = 100 * (b - o) / (t * n); printf "%.0f", x < 0 ? 0 : x }')
+    ((socket == 0)) || log "$name: $socket socket errors (see $out)"
+    log "$name: ${rps[$name]} req/s, p99 ${p99[$name]} ms, non-2xx ${bad[$name]}%, other load ${other[$name]}%"
+}
+
+warm() { # url, duration
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$2" -s "$here/keys.lua" "$1" -- "$keyfile" >/dev/null
+}
+
+# The 429 path's warm-up: one request with every key, so each has spent its
+# one request per minute and the measured run (well within that minute) gets
+# 429s only.
+spend() { # port
+    local counts
+    counts=$(python3 "$here/spend_keys.py" 127.0.0.1 "$1" "$PATH_UNDER_TEST" "$keyfile" 8)
+    log "   every key spent: $counts"
+}
+
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+
+bench_upstream() { # round
+    wants upstream || return 0
+    log "round $1: upstream alone"
+    local url="http://127.0.0.1:$upstream_port$PATH_UNDER_TEST"
+    warm "$url" "$WARMUP"
+    run_wrk "upstream.$1" "$url" "$upstream_pid"
+}
+
+bench_nginx() { # round, path (ok|429)
+    wants "nginx-$2" || return 0
+    start_nginx
+    local url
+    if [[ $2 == ok ]]; then
+        log "round $1: nginx, admitted path"
+        url="http://127.0.0.1:$nginx_ok_port$PATH_UNDER_TEST"
+        [[ $(status_of "$url") == 200 ]] || die "nginx's admitted path does not answer 200"
+        warm "$url" "$WARMUP"
+    else
+        log "round $1: nginx, 429 path (spending every key's request first)"
+        url="http://127.0.0.1:$nginx_429_port$PATH_UNDER_TEST"
+        spend "$nginx_429_port"
+        [[ $(status_of "$url") == 429 ]] || die "nginx's 429 path does not answer 429"
+    fi
+    run_wrk "nginx-$2.$1" "$url" "$nginx_pid"
+    stop "$nginx_pid"
+}
+
+bench_tollgate() { # round, path (ok|429), variant index
+    wants "tollgate-$2" || return 0
+    local name=${variants[$3]}
+    start_tollgate "$work/tollgate-$2.toml" "${variant_bins[$3]}"
+    local url="http://127.0.0.1:$tollgate_port$PATH_UNDER_TEST"
+    if [[ $2 == ok ]]; then
+        log "round $1: $name, admitted path"
+        [[ $(status_of "$url") == 200 ]] || die "$name's admitted path does not answer 200"
+        warm "$url" "$WARMUP"
+    else
+        log "round $1: $name, 429 path (spending every key's request first)"
+        spend "$tollgate_port"
+        [[ $(status_of "$url") == 429 ]] || die "$name's 429 path does not answer 429"
+    fi
+    run_wrk "$name-$2.$1" "$url" "$tollgate_pid"
+    stop "$tollgate_pid"
+}
+
+# Every server starts fresh for each measurement (empty windows); the order
+# flips every round, so a neighbour's load that comes and goes does not always
+# land on the same server.
+for ((round = 1; round <= ROUNDS; round++)); do
+    bench_upstream "$round"
+    for path in ok 429; do
+        if ((round % 2)); then
+            bench_nginx "$round" "$path"
+            for ((v = 0; v < ${#variants[@]}; v++)); do bench_tollgate "$round" "$path" "$v"; done
+        else
+            for ((v = ${#variants[@]} - 1; v >= 0; v--)); do bench_tollgate "$round" "$path" "$v"; done
+            bench_nginx "$round" "$path"
+        fi
+    done
+done
+
+# --- report -------------------------------------------------------------------
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%s", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+names=(upstream)
+for path in ok 429; do
+    names+=("nginx-$path")
+    for v in "${variants[@]}"; do names+=("$v-$path"); done
+done
+
+echo
+echo "tollgate gateway benchmark — $(date)"
+echo "machine: $ncpu cores, $cpu_model; nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') (worker_processes auto); $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2)"
+echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency -s keys.lua, $KEYS keys, a random key per request;"
+echo "      admitted path: $OK_RATE per key (nginx ${ok_count}r/m burst=$ok_count nodelay); 429 path: 1/60s per key, every key spent first"
+echo
+w=12
+for name in "${names[@]}"; do ((${#name} > w)) && w=${#name}; done
+printf "| %-5s | %-${w}s | %9s | %8s | %8s | %7s | %14s | %10s |\n" round target 'req/s' 'p50 ms' 'p99 ms' 'non-2xx' 'server CPU/req' 'other load'
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------- "$(printf -- '-%.0s' $(seq $((w + 2))))" ----------: ---------: ---------: --------: ---------------: -----------:
+for ((round = 1; round <= ROUNDS; round++)); do
+    for name in "${names[@]}"; do
+        key="$name.$round"
+        [[ -n ${rps[$key]:-} ]] || continue
+        printf "| %-5s | %-${w}s | %9s | %8s | %8s | %6s%% | %11s µs | %9s%% |\n" "$round" "$name" "${rps[$key]}" "${p50[$key]}" "${p99[$key]}" "${bad[$key]}" "${cpu[$key]}" "${other[$key]}"
+    done
+done
+echo
+ratio_line() { # label, tollgate rps, nginx rps, tollgate p99, nginx p99
+    awk -v l="$1" -v t="$2" -v n="$3" -v tp="$4" -v np="$5" \
+        'BEGIN { printf "%s req/s %.2f   p99 %s ms vs %s ms (%s)\n", l, t / n, tp, np, (tp + 0 <= np + 0 ? "no worse" : "worse") }'
+}
+med() { # array, name → median over the rounds
+    local r
+    for ((r = 1; r <= ROUNDS; r++)); do eval "echo \${$1[$2.$r]:-}"; done | grep . | median
+}
+for v in "${variants[@]}"; do
+    for path in ok 429; do
+        label=$([[ $path == ok ]] && echo "admitted" || echo "429     ")
+        for ((round = 1; round <= ROUNDS; round++)); do
+            t="$v-$path.$round" n="nginx-$path.$round"
+            [[ -n ${rps[$t]:-} && -n ${rps[$n]:-} ]] || continue
+            ratio_line "$v/nginx, $label path, round $round:" "${rps[$t]}" "${rps[$n]}" "${p99[$t]}" "${p99[$n]}"
+        done
+        if ((ROUNDS > 1)) && [[ -n ${rps[$v-$path.1]:-} && -n ${rps[nginx-$path.1]:-} ]]; then
+            ratio_line "$v/nginx, $label path, medians:" "$(med rps "$v-$path")" "$(med rps "nginx-$path")" "$(med p99 "$v-$path")" "$(med p99 "nginx-$path")"
+        fi
+    done
+done
+for ((round = 1; round <= ROUNDS; round++)); do
+    [[ -n ${rps[upstream.$round]:-} ]] || continue
+    for name in nginx-ok "${variants[@]/%/-ok}"; do
+        [[ -n ${rps[$name.$round]:-} ]] || continue
+        awk -v a="${rps[$name.$round]}" -v u="${rps[upstream.$round]}" -v n="$name" -v r="$round" 'BEGIN { printf "%s / upstream alone, round %s: %.2f\n", n, r, a / u }'
+    done
+done
+echo
+echo "server CPU/req: CPU time of the server under test (nginx's master and workers, or tollgate) per request, the upstream's not counted."
+echo "other load: CPU the rest of the machine used during the run, in % of all cores; above a few % the absolute figures are skewed."
+echo "Only ratios measured side by side in one run mean anything on a shared machine."
