@@ -24,7 +24,9 @@ pub struct Report {
     pub budget: Vec<String>,
     /// What the schedule plans, in words.
     pub plan: String,
-    /// The longest last import of any resource: a full sync takes at least this.
+    /// How long the last full import took: from the start of the earliest to
+    /// the end of the latest last import of the source's resources (fan-outs
+    /// included).
     pub full_sync_ms: Option<u64>,
     /// Every `429` received.
     pub rejections: Vec<Rejection>,
@@ -67,12 +69,28 @@ pub async fn report(
 ) -> Result<Report, tollgate_sql::StorageError> {
     let plan = schedule(source, storage).await;
     let mut resources = Vec::new();
-    let mut full_sync_ms = None;
+    let names: Vec<&str> = source.resources.iter().map(|r| r.name.as_str()).collect();
+    let spans: Vec<(i64, i64)> = storage
+        .resource_states()
+        .await?
+        .into_iter()
+        .filter(|s| names.contains(&s.resource.as_str()))
+        .filter_map(|s| {
+            let end = s.last_success_ms?;
+            Some((end - i64::try_from(s.last_duration_ms?).unwrap_or(0), end))
+        })
+        .collect();
+    let full_sync_ms = match (
+        spans.iter().map(|s| s.0).min(),
+        spans.iter().map(|s| s.1).max(),
+    ) {
+        (Some(start), Some(end)) => u64::try_from(end - start).ok(),
+        _ => None,
+    };
     for (resource, (_, every)) in source.resources.iter().zip(&plan.periods) {
         storage.ensure_resource(&resource.name).await?;
         let state = storage.resource_state(&resource.name, "").await?;
         let last_duration_ms = state.as_ref().and_then(|s| s.last_duration_ms);
-        full_sync_ms = full_sync_ms.max(last_duration_ms);
         resources.push(ResourceFacts {
             resource: resource.name.clone(),
             every_s: every.as_secs_f64(),
@@ -144,7 +162,7 @@ impl Report {
             self.full_sync_ms
                 .map_or("(no import finished yet)".into(), |ms| {
                     format!(
-                        "{:.1} s (the longest resource's last import)",
+                        "{:.1} s (the last full import, every resource)",
                         ms as f64 / 1000.0
                     )
                 }),

@@ -238,7 +238,9 @@ fn garbage() -> Response {
     (StatusCode::OK, [(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// The API key: `X-Api-Key`, or `Authorization: Bearer …`.
+/// The API key: `X-Api-Key`, or `Authorization: Bearer …`; behind a tollgate
+/// gateway (which never forwards the secret), the key id it vouches for, as
+/// `gateway-key-<id>`.
 pub(crate) fn api_key(headers: &HeaderMap) -> Option<String> {
     let text = |name| {
         headers
@@ -248,6 +250,9 @@ pub(crate) fn api_key(headers: &HeaderMap) -> Option<String> {
     };
     if let Some(key) = text("x-api-key").filter(|k| !k.is_empty()) {
         return Some(key.to_owned());
+    }
+    if let Some(id) = text("x-tollgate-key-id").filter(|k| !k.is_empty()) {
+        return Some(format!("gateway-key-{id}"));
     }
     let authorization = text(AUTHORIZATION.as_str())?;
     let (scheme, key) = authorization.split_once(' ')?;
@@ -285,5 +290,9 @@ mod tests {
         );
         assert_eq!(api_key(&headers("authorization", "Basic abc")), None);
         assert_eq!(api_key(&headers("x-api-key", "  ")), None);
+        assert_eq!(
+            api_key(&headers("x-tollgate-key-id", "7")).as_deref(),
+            Some("gateway-key-7")
+        );
     }
 }
