@@ -23,6 +23,8 @@ pub struct SourceSummary {
     pub failures: u64,
     /// Pages stored.
     pub pages: u64,
+    /// Answers `304 Not Modified` (nothing changed, nothing stored).
+    pub unchanged: u64,
     /// Records stored.
     pub records: u64,
     /// True when the provider answered `403` and the source was stopped.
@@ -42,6 +44,7 @@ impl SourceSummary {
             rejected_429: stats.rejected_429.load(Ordering::Relaxed),
             failures: stats.failures.load(Ordering::Relaxed),
             pages: stats.pages.load(Ordering::Relaxed),
+            unchanged: stats.unchanged.load(Ordering::Relaxed),
             records: stats.records.load(Ordering::Relaxed),
             forbidden: stats.forbidden.load(Ordering::Relaxed),
             errors,

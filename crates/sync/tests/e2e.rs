@@ -223,3 +223,48 @@ async fn a_429_from_a_tighter_provider_is_waited_out_and_the_report_shows_it_hon
     storage.close().await;
     let _ = std::fs::remove_dir_all(&scenario.dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_import_asks_if_anything_changed_and_stores_nothing_for_a_304() {
+    let scenario = provider(|b| b).await;
+    let (first, storage) = import(&scenario, "[\"50/2s\"]", 4).await;
+    assert_eq!(first.unchanged, 0);
+    let first_channel = storage
+        .list("channel_users", &tollgate_sql::ListQuery::first(1))
+        .await
+        .unwrap()
+        .remove(0);
+    let second = run_once(
+        &config(&scenario, "[\"50/2s\"]", 4),
+        &storage,
+        Arc::new(SystemClock::new()),
+    )
+    .await
+    .unwrap()
+    .remove(0);
+    // Every channel's users (one request each, no pagination) came back 304.
+    let channels = scenario
+        .api
+        .handle
+        .expected_records(Resource::Channels)
+        .len() as u64;
+    assert_eq!(second.unchanged, channels, "{second:?}");
+    let not_modified = scenario
+        .api
+        .handle
+        .log()
+        .iter()
+        .filter(|e| e.status == Some(304))
+        .count() as u64;
+    assert_eq!(not_modified, channels);
+    let after = storage
+        .get("channel_users", &first_channel.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.body, first_channel.body);
+    assert_everything_stored(&scenario, &storage).await;
+    assert_never_over_the_budget(&scenario);
+    storage.close().await;
+    let _ = std::fs::remove_dir_all(&scenario.dir);
+}

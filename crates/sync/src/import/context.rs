@@ -24,6 +24,8 @@ pub struct SourceStats {
     pub records: AtomicU64,
     /// Pages stored.
     pub pages: AtomicU64,
+    /// Answers `304 Not Modified`: nothing to store.
+    pub unchanged: AtomicU64,
     /// Set by a `403`: the source is stopped.
     pub forbidden: AtomicBool,
 }

@@ -10,7 +10,10 @@ use tollgate_sql::{Checkpoint, ListQuery, Record, RunOutcome};
 use super::context::SourceContext;
 use super::fetch::{FetchError, Fetched, MAX_ATTEMPTS, backoff, fetch};
 use super::page::{self, Position};
-use crate::config::Resource;
+use http::HeaderName;
+use http::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+
+use crate::config::{Pagination, Resource};
 
 /// What one import of a resource did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -167,6 +170,17 @@ async fn import_scope(
         .copied()
         .into_iter()
         .collect();
+    // A single-page resource asks whether it changed since the last import:
+    // an unchanged answer (304) stores nothing and keeps the validators.
+    let single_page = resource.pagination == Pagination::None;
+    let mut validators: Vec<(HeaderName, String)> = Vec::new();
+    let (mut etag, mut last_modified) = (None, None);
+    if single_page && let Some(state) = &state {
+        etag.clone_from(&state.list_etag);
+        last_modified.clone_from(&state.list_last_modified);
+        validators.extend(etag.clone().map(|v| (IF_NONE_MATCH, v)));
+        validators.extend(last_modified.clone().map(|v| (IF_MODIFIED_SINCE, v)));
+    }
     let mut unusable = 0;
     loop {
         let url = page::url(
@@ -176,16 +190,26 @@ async fn import_scope(
             &position,
             since.as_deref(),
         );
-        let fetched =
-            fetch(ctx, &limits, &url, &[])
-                .await
-                .map_err(|source| ImportError::Fetch {
-                    resource: resource.name.clone(),
-                    source,
-                })?;
+        let fetched = fetch(ctx, &limits, &url, &validators)
+            .await
+            .map_err(|source| ImportError::Fetch {
+                resource: resource.name.clone(),
+                source,
+            })?;
         let Fetched::Body { headers, body } = fetched else {
+            ctx.stats.unchanged.fetch_add(1, Ordering::Relaxed);
             break;
         };
+        if single_page {
+            let text = |name| {
+                headers
+                    .get(name)
+                    .and_then(|v: &http::HeaderValue| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            etag = text(ETAG);
+            last_modified = text(LAST_MODIFIED);
+        }
         let parent = resource.for_each.as_ref().map(|_| scope);
         let page = match page::read(resource, &position, &headers, &body, parent) {
             Ok(page) => page,
@@ -245,8 +269,8 @@ async fn import_scope(
         duration_ms: u64::try_from(ctx.now_ms() - run_started).unwrap_or(0),
         pages,
         records,
-        list_etag: None,
-        list_last_modified: None,
+        list_etag: etag,
+        list_last_modified: last_modified,
     };
     ctx.storage
         .finish_run(&resource.name, scope, &outcome)
