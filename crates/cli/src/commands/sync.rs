@@ -30,6 +30,18 @@ pub struct SyncArgs {
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// `status`: print how fresh each resource is, from the storage layer, and exit.
+    #[command(subcommand)]
+    action: Option<SyncAction>,
+}
+
+/// What `tollgate sync` does besides importing.
+#[derive(Debug, clap::Subcommand)]
+enum SyncAction {
+    /// How fresh each resource is: last success, staleness, duration, records,
+    /// last error, and the 429s of each source (read from the storage layer;
+    /// the daemon need not run).
+    Status,
 }
 
 /// Runs the import.
@@ -52,6 +64,9 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<()> {
         let storage = Storage::connect(&config.store)
             .await
             .with_context(|| format!("cannot open the store `{}`", config.store))?;
+        if matches!(args.action, Some(SyncAction::Status)) {
+            return status(&config, &storage).await;
+        }
         if !args.once {
             return daemon(&config, storage).await;
         }
@@ -119,5 +134,48 @@ async fn daemon(config: &SyncConfig, storage: Storage) -> anyhow::Result<()> {
     }
     daemon.run(super::shutdown_signal()).await;
     storage.close().await;
+    Ok(())
+}
+
+/// Prints each resource's freshness and each source's 429s.
+async fn status(config: &SyncConfig, storage: &Storage) -> anyhow::Result<()> {
+    let now = i64::try_from(tollgate_core::Clock::now(&SystemClock::new()).as_millis())
+        .unwrap_or(i64::MAX);
+    let states = storage.resource_states().await?;
+    println!(
+        "{:<18} {:>9} {:>12} {:>10} {:>9}  last error",
+        "resource", "records", "staleness", "duration", "scopes"
+    );
+    for source in &config.sources {
+        for resource in &source.resources {
+            let mine: Vec<_> = states
+                .iter()
+                .filter(|s| s.resource == resource.name)
+                .collect();
+            let last = mine.iter().filter_map(|s| s.last_success_ms).max();
+            let duration = mine.iter().filter_map(|s| s.last_duration_ms).max();
+            let error = mine
+                .iter()
+                .filter(|s| s.last_error_ms > s.last_success_ms)
+                .find_map(|s| s.last_error.clone());
+            storage.ensure_resource(&resource.name).await?;
+            println!(
+                "{:<18} {:>9} {:>12} {:>10} {:>9}  {}",
+                resource.name,
+                storage.count(&resource.name).await?,
+                last.map_or("never".into(), |t| format!("{} s", (now - t).max(0) / 1000)),
+                duration.map_or("-".into(), |d| format!("{:.1} s", d as f64 / 1000.0)),
+                mine.len(),
+                error.unwrap_or_default()
+            );
+        }
+        let log = storage.rate_limit_log(&source.name).await?;
+        let early = log.iter().filter(|e| e.honoured == Some(false)).count();
+        println!(
+            "source `{}`: {} 429s received, {early} not honoured",
+            source.name,
+            log.len()
+        );
+    }
     Ok(())
 }
