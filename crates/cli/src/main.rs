@@ -23,7 +23,7 @@ enum Command {
     ///
     /// Example:
     ///
-    ///     tollgate demo              # the seeds' limits, 6 × faster
+    ///     tollgate demo              # the seeds limits, 6 times faster
     ///
     ///     tollgate demo --speed max  # as fast as the demo can go
     Demo(commands::demo::DemoArgs),

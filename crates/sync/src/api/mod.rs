@@ -5,11 +5,14 @@
 //!   filtered on one field; `next` gives the `after` of the following page;
 //! * `GET /v1/{resource}/{id}` — one record;
 //! * `GET /status` — per resource and source: last success, staleness, errors,
-//!   requests, 429s.
+//!   requests, 429s;
+//! * `GET /` (also `/status.html`) — the same as a page for a person, with each
+//!   source's budget use over time as an inline SVG chart ([`page`]).
 //!
 //! Every record answer carries `Age` (seconds since the oldest record in it was
 //! fetched) and the fetch times themselves.
 
+pub mod page;
 mod records;
 mod status;
 
@@ -35,12 +38,22 @@ pub struct ApiState {
     pub resources: Arc<Vec<String>>,
 }
 
-/// The read API's router.
+/// The read API's router. Starts the status page's sampling task when called
+/// inside a tokio runtime; it ends when the router is dropped.
 pub fn router(state: ApiState) -> Router {
+    let page_state = page::PageState {
+        history: page::History::start(&state),
+        api: state.clone(),
+    };
+    let page = Router::new()
+        .route("/", get(page::page))
+        .route("/status.html", get(page::page))
+        .with_state(page_state);
     Router::new()
         .route("/status", get(status::status))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/v1/{resource}", get(records::list))
         .route("/v1/{resource}/{id}", get(records::one))
         .with_state(state)
+        .merge(page)
 }

@@ -11,17 +11,19 @@ use super::ApiState;
 pub(super) async fn status(State(state): State<ApiState>) -> Json<Value> {
     let now = i64::try_from(state.clock.now().as_millis()).unwrap_or(i64::MAX);
     let states = state.storage.resource_states().await.unwrap_or_default();
-    let resources: Vec<Value> = states
-        .iter()
-        .filter(|s| s.scope.is_empty())
-        .map(|s| {
+    // A fan-out's runs are kept per parent: its scopes are folded into one row
+    // (the oldest success, the latest error), as on the status page.
+    let resources: Vec<Value> = super::page::rows(&state, &states)
+        .into_iter()
+        .map(|row| {
             json!({
-                "resource": s.resource,
-                "last_success_ms": s.last_success_ms,
-                "staleness_s": s.last_success_ms.map(|t| (now - t).max(0) / 1000),
-                "last_duration_ms": s.last_duration_ms,
-                "last_records": s.last_records,
-                "last_error": s.last_error,
+                "resource": row.resource,
+                "scopes": row.scopes,
+                "last_success_ms": row.last_success_ms,
+                "staleness_s": row.last_success_ms.map(|t| (now - t).max(0) / 1000),
+                "last_duration_ms": row.last_duration_ms,
+                "last_records": row.last_records,
+                "last_error": row.last_error.map(|(error, _)| error),
             })
         })
         .collect();
