@@ -9,7 +9,9 @@ use tollgate_core::{Quota, Rate, SystemClock};
 use tollgate_sql::Storage;
 use tollgate_sync::config::SyncConfig;
 use tollgate_sync::runner::{SourceSummary, run_once};
-use tollgate_testkit::{ExampleApi, Faults, HeaderStyle, Limits, Resource, RunningApi};
+use tollgate_testkit::{
+    ExampleApi, Faults, HeaderStyle, Limits, Resource, RunningApi, sync_resources_toml,
+};
 
 const KEY: &str = "sync-e2e-key-0123456789";
 /// The provider's budget, scaled down so a full import takes seconds.
@@ -63,48 +65,20 @@ limits = {limits}
 timeout = "2s"
 concurrency = {concurrency}
 
-[[sources.resources]]
-name = "properties"
-path = "/v1/properties"
-records = "/data"
-pagination = {{ style = "page", param = "page", size_param = "per_page", size = 25 }}
-incremental = {{ field = "updated_at", param = "updated_since" }}
-every = "1min"
-
-[[sources.resources]]
-name = "tenancies"
-path = "/v1/tenancies"
-query = {{ limit = "25" }}
-records = "/data"
-pagination = {{ style = "cursor", param = "cursor", next = "/next_cursor" }}
-every = "1min"
-
-[[sources.resources]]
-name = "applicants"
-path = "/v1/applicants"
-query = {{ per_page = "10" }}
-records = ""
-pagination = {{ style = "link" }}
-every = "1min"
-
-[[sources.resources]]
-name = "channels"
-path = "/dev/v1/channel/demo-app"
-records = "/data/channels"
-id = "channel_name"
-pagination = {{ style = "page", param = "page_no", start = 0, size_param = "page_size", size = 100 }}
-every = "1min"
-
-[[sources.resources]]
-name = "channel_users"
-path = "/dev/v1/channel/user/demo-app/{{channel_name}}"
-records = "/data"
-for_each = {{ resource = "channels", fields = {{ channel_name = "channel_name" }} }}
-limit = "20/s"
-every = "5s"
+{resources}
 "#,
         addr = scenario.api.addr,
         key = scenario.dir.join("key").display(),
+        resources = sync_resources_toml(
+            &[
+                Resource::Properties,
+                Resource::Tenancies,
+                Resource::Applicants,
+                Resource::Channels,
+                Resource::ChannelUsers
+            ],
+            25
+        ),
     );
     SyncConfig::parse(&text, &scenario.dir.join("sync.toml")).unwrap()
 }

@@ -16,7 +16,7 @@ use tollgate_sync::api::{ApiState, router};
 use tollgate_sync::config::SyncConfig;
 use tollgate_sync::daemon::Daemon;
 use tollgate_sync::import::import_resource;
-use tollgate_testkit::{ExampleApi, Limits};
+use tollgate_testkit::{ExampleApi, Limits, Resource, sync_resources_toml};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const KEY: &str = "status-page-key-0123456789";
@@ -190,31 +190,18 @@ limits = ["50/2s"]
 timeout = "2s"
 concurrency = 4
 
-[[sources.resources]]
-name = "properties"
-path = "/v1/properties"
-records = "/data"
-pagination = {{ style = "page", param = "page", size_param = "per_page", size = 25 }}
-every = "1min"
-
-[[sources.resources]]
-name = "channels"
-path = "/dev/v1/channel/demo-app"
-records = "/data/channels"
-id = "channel_name"
-pagination = {{ style = "page", param = "page_no", start = 0, size_param = "page_size", size = 100 }}
-every = "1min"
-
-[[sources.resources]]
-name = "channel_users"
-path = "/dev/v1/channel/user/demo-app/{{channel_name}}"
-records = "/data"
-for_each = {{ resource = "channels", fields = {{ channel_name = "channel_name" }} }}
-limit = "20/s"
-every = "5s"
+{resources}
 "#,
         addr = api.addr,
         key = dir.join("key").display(),
+        resources = sync_resources_toml(
+            &[
+                Resource::Properties,
+                Resource::Channels,
+                Resource::ChannelUsers
+            ],
+            25
+        ),
     );
     let config = SyncConfig::parse(&text, &dir.join("sync.toml")).unwrap();
     let storage = Storage::connect(&config.store).await.unwrap();

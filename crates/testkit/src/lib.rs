@@ -48,6 +48,7 @@ mod pipeline;
 mod rng;
 mod routes;
 mod server;
+mod sync_config;
 mod writes;
 
 pub use api::{ApiHandle, ExampleApi, ExampleApiBuilder};
@@ -56,4 +57,5 @@ pub use faults::{Fault, Faults};
 pub use gate::{BlockEvent, KeyStats, LogEntry};
 pub use limits::{EndpointLimit, HeaderStyle, Limits};
 pub use server::RunningApi;
+pub use sync_config::sync_resources_toml;
 pub use writes::{WriteEntry, WriteOutcome};

@@ -21,7 +21,7 @@ use tollgate_sql::Storage;
 use tollgate_sync::config::SyncConfig;
 use tollgate_sync::report::report;
 use tollgate_sync::runner::run_once;
-use tollgate_testkit::{ExampleApi, Limits, Resource};
+use tollgate_testkit::{ExampleApi, Limits, Resource, sync_resources_toml};
 
 /// Arguments of `tollgate demo`.
 #[derive(Debug, Args)]
@@ -279,35 +279,18 @@ base_url = "{gateway}"
 key = {{ header = "X-Api-Key", file = "{key}" }}
 limits = ["50/{secs}s"]
 concurrency = 4
-[[sources.resources]]
-name = "properties"
-path = "/v1/properties"
-records = "/data"
-pagination = {{ style = "page", param = "page", size_param = "per_page", size = 100 }}
-every = "15min"
-[[sources.resources]]
-name = "tenancies"
-path = "/v1/tenancies"
-query = {{ limit = "100" }}
-records = "/data"
-pagination = {{ style = "cursor", param = "cursor", next = "/next_cursor" }}
-every = "15min"
-[[sources.resources]]
-name = "channels"
-path = "/dev/v1/channel/demo-app"
-records = "/data/channels"
-id = "channel_name"
-pagination = {{ style = "page", param = "page_no", start = 0, size_param = "page_size", size = 100 }}
-every = "5min"
-[[sources.resources]]
-name = "channel_users"
-path = "/dev/v1/channel/user/demo-app/{{channel_name}}"
-records = "/data"
-for_each = {{ resource = "channels", fields = {{ channel_name = "channel_name" }} }}
-limit = "20/s"
-every = "5s"
+{resources}
 "#,
         key = key_file.display(),
+        resources = sync_resources_toml(
+            &[
+                Resource::Properties,
+                Resource::Tenancies,
+                Resource::Channels,
+                Resource::ChannelUsers
+            ],
+            100
+        ),
     );
     Ok(SyncConfig::parse(&text, &dir.join("sync.toml"))?)
 }
