@@ -8,18 +8,23 @@ use tollgate_gateway::config::GatewayConfig;
 #[test]
 fn the_configurations_in_the_docs_load() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let doc = root.join("docs/gateway.md");
-    let blocks = toml_blocks(&std::fs::read_to_string(&doc).unwrap());
-    let gateway_blocks: Vec<_> = blocks.iter().filter(|b| b.contains("listen =")).collect();
-    assert!(
-        !gateway_blocks.is_empty(),
-        "docs/gateway.md shows a configuration"
-    );
-    for block in gateway_blocks {
-        if let Err(err) = GatewayConfig::parse(block, &doc) {
-            panic!("a configuration in docs/gateway.md does not load: {err}\n{block}");
+    let mut checked = 0;
+    for name in ["docs/gateway.md", "docs/redis.md"] {
+        let doc = root.join(name);
+        for block in toml_blocks(&std::fs::read_to_string(&doc).unwrap()) {
+            // A fragment (one table) is checked inside the smallest whole file.
+            let text = if block.contains("listen =") {
+                block.clone()
+            } else {
+                format!("listen = \"127.0.0.1:8080\"\n{block}")
+            };
+            if let Err(err) = GatewayConfig::parse(&text, &doc) {
+                panic!("a configuration in {name} does not load: {err}\n{block}");
+            }
+            checked += 1;
         }
     }
+    assert!(checked >= 2, "the docs show configurations");
     let example = root.join("examples/gateway.toml");
     GatewayConfig::load(&example).unwrap_or_else(|e| panic!("{e}"));
 }
