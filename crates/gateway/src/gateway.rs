@@ -22,10 +22,8 @@ use crate::store::LimitStore;
 
 impl KeyResolver for Keys {
     fn resolve(&self, presented: &str) -> Option<ResolvedKey> {
-        self.authenticate(presented).map(|key| ResolvedKey {
-            id: key.id,
-            increments: key.increments,
-        })
+        self.authenticate_id(presented)
+            .map(|(id, increments)| ResolvedKey { id, increments })
     }
 }
 
@@ -132,12 +130,19 @@ impl Gateway {
 
     /// The router clients talk to: enforcement in front of the proxy.
     pub fn app(&self) -> Router {
-        let config = self.config.load();
-        let proxy = Proxy::new(
+        self.app_with(self.proxy())
+    }
+
+    fn proxy(&self) -> Arc<Proxy> {
+        Arc::new(Proxy::new(
             Arc::clone(&self.forward),
             Arc::clone(&self.metrics),
-            config.api_key.header.clone(),
-        );
+            self.config.load().api_key.header.clone(),
+        ))
+    }
+
+    fn app_with(&self, proxy: Arc<Proxy>) -> Router {
+        let config = self.config.load();
         let proxied = Router::new()
             .fallback(forward)
             .with_state(proxy)
@@ -215,7 +220,14 @@ impl Gateway {
     ) {
         let stop = crate::server::shutdown_on(shutdown);
         let header_timeout = self.config.load().header_timeout;
-        let main = crate::server::serve(listener, self.app(), header_timeout, stop.clone());
+        let proxy = self.proxy();
+        let front = crate::front::Front::new(
+            self.app_with(Arc::clone(&proxy)),
+            Arc::clone(&self.enforcement),
+            proxy,
+            self.config.load().max_body as usize,
+        );
+        let main = crate::server::serve_service(listener, front, header_timeout, stop.clone());
         match admin {
             Some(admin) => {
                 let admin = crate::server::serve(admin, self.admin_app(), header_timeout, stop);

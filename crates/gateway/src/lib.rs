@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod config;
+mod front;
 mod gateway;
 pub mod headers;
 pub mod increase;

@@ -1,7 +1,7 @@
 //! Prometheus metrics: what was admitted, rejected and blocked per policy (never
 //! per key: keys are unbounded and secret), and how long the upstream took.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -42,7 +42,14 @@ pub struct Metrics {
     pub upstream_seconds: Histogram,
     /// 1 while the shared limit store is unreachable (decisions fall back or are refused).
     pub degraded: Gauge,
+    /// The counters of [`OUTCOMES`] in `requests`, each created on first use
+    /// (so the family lists only outcomes that happened), then kept here so
+    /// counting takes no lock.
+    outcomes: [OnceLock<Counter>; OUTCOMES.len()],
 }
+
+/// The outcomes [`Metrics::outcome`] counts without a lock.
+const OUTCOMES: [&str; 5] = ["admitted", "limited", "blocked", "unauthorized", "no_route"];
 
 impl Metrics {
     /// A fresh set of metrics.
@@ -97,12 +104,22 @@ impl Metrics {
             blocks,
             upstream_seconds,
             degraded,
+            outcomes: Default::default(),
         })
     }
 
     /// Counts one request's outcome.
     pub fn outcome(&self, outcome: &'static str) {
-        self.requests.get_or_create(&OutcomeLabel { outcome }).inc();
+        match OUTCOMES.iter().position(|o| *o == outcome) {
+            Some(i) => self.outcomes[i]
+                .get_or_init(|| {
+                    self.requests
+                        .get_or_create(&OutcomeLabel { outcome })
+                        .clone()
+                })
+                .inc(),
+            None => self.requests.get_or_create(&OutcomeLabel { outcome }).inc(),
+        };
     }
 
     /// The metrics in Prometheus text format.

@@ -9,6 +9,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderName};
 use http::{Request, StatusCode, Uri};
+use http_body_util::{Either, Limited};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -26,10 +28,17 @@ pub struct ForwardTable {
     pub upstreams: Vec<Upstream>,
 }
 
+/// A request body on its way upstream: straight from the client connection
+/// (capped at the body limit), or from an axum router.
+pub type UpstreamBody = Either<Limited<Incoming>, Body>;
+
+/// A response on its way back: the upstream's body as it came, or one the
+/// gateway made.
+pub type ClientBody = Either<Incoming, Body>;
+
 /// The proxy's shared state.
-#[derive(Clone)]
 pub struct Proxy {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpConnector, UpstreamBody>,
     table: Arc<ArcSwap<ForwardTable>>,
     metrics: Arc<Metrics>,
     /// The header that carried the API key: never forwarded.
@@ -72,75 +81,102 @@ impl Proxy {
 }
 
 /// Forwards an admitted request (the fallback handler of the proxy router).
-pub async fn forward(State(proxy): State<Proxy>, mut request: Request<Body>) -> Response {
-    let table = proxy.table.load();
-    let endpoint = request
+pub async fn forward(State(proxy): State<Arc<Proxy>>, request: Request<Body>) -> Response {
+    let target = request
         .extensions()
         .get::<Admitted>()
         .and_then(|a| a.endpoint.map(|e| (e, a.key.id)));
-    let Some((route, key_id)) =
-        endpoint.and_then(|(e, k)| table.routes.get(e as usize).map(|r| (r, k)))
-    else {
-        return Problem::no_route(request.method(), request.uri().path()).into_response();
-    };
-    let upstream = &table.upstreams[route.upstream];
-    let Some(uri) = upstream_uri(&upstream.url, request.uri()) else {
-        return Problem::upstream(StatusCode::BAD_GATEWAY, "cannot build the upstream URL")
-            .into_response();
-    };
-    *request.uri_mut() = uri;
-    let headers = request.headers_mut();
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(&proxy.key_header);
-    headers.remove(header::HOST);
-    headers.insert(KEY_ID_HEADER.clone(), key_id.into());
-    let started = Instant::now();
-    let answer = tokio::time::timeout(upstream.timeout, proxy.client.request(request)).await;
     proxy
-        .metrics
-        .upstream_seconds
-        .observe(started.elapsed().as_secs_f64());
-    match answer {
-        Ok(Ok(response)) => {
-            let (mut parts, body) = response.into_parts();
-            for name in &HOP_BY_HOP {
-                parts.headers.remove(name);
-            }
-            Response::from_parts(parts, Body::new(body))
-        }
-        Ok(Err(err)) => {
-            tracing::warn!(upstream = %upstream.name, %err, "upstream request failed");
-            Problem::upstream(
+        .forward(request.map(Either::Right), target)
+        .await
+        .map(|body| match body {
+            Either::Left(upstream) => Body::new(upstream),
+            Either::Right(body) => body,
+        })
+}
+
+impl Proxy {
+    /// Forwards `request`, admitted for `target` (endpoint, key id), to its
+    /// upstream.
+    pub async fn forward(
+        &self,
+        mut request: Request<UpstreamBody>,
+        target: Option<(u32, u32)>,
+    ) -> http::Response<ClientBody> {
+        let table = self.table.load();
+        let Some((route, key_id)) =
+            target.and_then(|(e, k)| table.routes.get(e as usize).map(|r| (r, k)))
+        else {
+            return made(Problem::no_route(request.method(), request.uri().path()));
+        };
+        let upstream = &table.upstreams[route.upstream];
+        let Some(uri) = upstream_uri(&upstream.url, request.uri()) else {
+            return made(Problem::upstream(
                 StatusCode::BAD_GATEWAY,
-                format!("upstream `{}` did not answer: {err}", upstream.name),
-            )
-            .into_response()
+                "cannot build the upstream URL",
+            ));
+        };
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
         }
-        Err(_) => Problem::upstream(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "upstream `{}` took longer than {} ms",
-                upstream.name,
-                upstream.timeout.as_millis()
-            ),
-        )
-        .into_response(),
+        headers.remove(&self.key_header);
+        headers.remove(header::HOST);
+        headers.insert(KEY_ID_HEADER.clone(), key_id.into());
+        let started = Instant::now();
+        let answer = tokio::time::timeout(upstream.timeout, self.client.request(request)).await;
+        self.metrics
+            .upstream_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match answer {
+            Ok(Ok(response)) => {
+                let (mut parts, body) = response.into_parts();
+                for name in &HOP_BY_HOP {
+                    parts.headers.remove(name);
+                }
+                http::Response::from_parts(parts, Either::Left(body))
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(upstream = %upstream.name, %err, "upstream request failed");
+                made(Problem::upstream(
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream `{}` did not answer: {err}", upstream.name),
+                ))
+            }
+            Err(_) => made(Problem::upstream(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "upstream `{}` took longer than {} ms",
+                    upstream.name,
+                    upstream.timeout.as_millis()
+                ),
+            )),
+        }
     }
+}
+
+/// A response the gateway made itself.
+fn made(problem: Problem) -> http::Response<ClientBody> {
+    problem.into_response().map(Either::Right)
 }
 
 /// The upstream's scheme and authority, its path prefix, then the request's path
 /// and query.
 fn upstream_uri(base: &Uri, original: &Uri) -> Option<Uri> {
     let prefix = base.path().trim_end_matches('/');
-    let path_and_query = original.path_and_query().map_or("/", |p| p.as_str());
-    Uri::builder()
-        .scheme(base.scheme_str()?)
-        .authority(base.authority()?.as_str())
-        .path_and_query(format!("{prefix}{path_and_query}"))
-        .build()
-        .ok()
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(base.scheme()?.clone());
+    parts.authority = Some(base.authority()?.clone());
+    parts.path_and_query = match (prefix, original.path_and_query()) {
+        // No prefix: the request's own path and query, as parsed already.
+        ("", Some(path_and_query)) => Some(path_and_query.clone()),
+        (prefix, path_and_query) => {
+            let path_and_query = path_and_query.map_or("/", |p| p.as_str());
+            Some(format!("{prefix}{path_and_query}").try_into().ok()?)
+        }
+    };
+    Uri::from_parts(parts).ok()
 }
 
 #[cfg(test)]
@@ -154,6 +190,21 @@ mod tests {
         assert_eq!(
             upstream_uri(&base, &original).unwrap(),
             "http://127.0.0.1:9000/api/dev/v1/x?page=2"
+        );
+        let base: Uri = "http://127.0.0.1:9000".parse().unwrap();
+        assert_eq!(
+            upstream_uri(&base, &original).unwrap(),
+            "http://127.0.0.1:9000/dev/v1/x?page=2"
+        );
+        let base: Uri = "http://127.0.0.1:9000/".parse().unwrap();
+        assert_eq!(
+            upstream_uri(&base, &"/".parse().unwrap()).unwrap(),
+            "http://127.0.0.1:9000/"
+        );
+        let absolute: Uri = "http://client.example/a?b".parse().unwrap();
+        assert_eq!(
+            upstream_uri(&base, &absolute).unwrap(),
+            "http://127.0.0.1:9000/a?b"
         );
     }
 }

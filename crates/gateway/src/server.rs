@@ -2,17 +2,20 @@
 //! with header-size and header-time limits, and a graceful shutdown that lets
 //! in-flight requests finish.
 
+use std::error::Error as StdError;
 use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
@@ -23,16 +26,50 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The HTTP/2 connection preface a prior-knowledge (h2c) client opens with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// Serves `router` on `listener` until `shutdown` flips to true, then drains.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let service = TowerToHyperService::new(
+        router.map_request(|request: Request<Incoming>| request.map(Body::new)),
+    );
+    serve_service(listener, service, header_timeout, shutdown).await;
+}
+
+/// Serves `service` on `listener` until `shutdown` flips to true, then drains.
+///
+/// HTTP/1 connections get hyper's HTTP/1 server directly; a connection that
+/// opens with the HTTP/2 preface (h2c with prior knowledge) gets the
+/// version-detecting server, so both versions are still served.
+pub(crate) async fn serve_service<S, B>(
+    listener: TcpListener,
+    service: S,
+    header_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
+        // The buffer can outgrow `max_buf_size` when a whole head arrives in
+        // one read; this checks the parsed head itself.
+        .max_header_size(MAX_HEADER_BYTES);
+    let mut both = auto::Builder::new(TokioExecutor::new());
+    both.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEADER_BYTES);
@@ -50,15 +87,30 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = router
-                    .clone()
-                    .map_request(|request: http::Request<Incoming>| request.map(Body::new));
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-                    .into_owned();
-                let connection = graceful.watch(connection);
+                let watcher = graceful.watcher();
+                let service = service.clone();
+                let http1 = http1.clone();
+                let both = both.clone();
+                let mut stop = shutdown.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = connection.await {
+                    let h2 = tokio::select! {
+                        h2 = opens_with_h2_preface(&stream) => h2,
+                        () = stopped(&mut stop) => return,
+                    };
+                    let result = match h2 {
+                        None => return,
+                        Some(false) => {
+                            let connection = http1.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(connection).await.map_err(Into::into)
+                        }
+                        Some(true) => {
+                            let connection = both
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .into_owned();
+                            watcher.watch(connection).await
+                        }
+                    };
+                    if let Err(err) = result {
                         tracing::debug!(%err, "connection ended with an error");
                     }
                 });
@@ -72,6 +124,17 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
+    }
+}
+
+/// Whether what the client sent first may be the HTTP/2 preface (`None`: the
+/// connection closed or failed before sending anything). Peeks, so the bytes
+/// stay for the server to read.
+async fn opens_with_h2_preface(stream: &TcpStream) -> Option<bool> {
+    let mut first = [0u8; H2_PREFACE.len()];
+    match stream.peek(&mut first).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(first[..n] == H2_PREFACE[..n]),
     }
 }
 

@@ -124,6 +124,12 @@ impl Keys {
         self.ring.load().find(&secret::hash(presented))
     }
 
+    /// The id and increments of the key `presented` is the secret of, if it
+    /// is active: [`authenticate`](Self::authenticate) without the `Arc`.
+    pub(crate) fn authenticate_id(&self, presented: &str) -> Option<(u32, u32)> {
+        self.ring.load().find_id(&secret::hash(presented))
+    }
+
     /// How many keys [`authenticate`](Self::authenticate) currently accepts.
     pub fn active_count(&self) -> usize {
         self.ring.load().len()

@@ -1,11 +1,54 @@
 //! The in-memory snapshot of the active keys that the request hot path reads.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 use subtle::ConstantTimeEq as _;
 
 use super::KeyInfo;
+
+/// A SHA-256 digest as a map key. Its first 8 bytes are already uniformly
+/// distributed, so they are the hash: no SipHash over 32 bytes per request.
+#[derive(Debug, PartialEq, Eq)]
+struct Digest([u8; 32]);
+
+impl Hash for Digest {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
+/// Passes [`Digest`]'s `u64` through.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `Digest`; fold anything else in anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+/// One active key: what the hot path needs inline, the rest behind the `Arc`.
+#[derive(Debug)]
+struct Entry {
+    id: u32,
+    increments: u32,
+    info: Arc<KeyInfo>,
+}
 
 /// The active (not revoked) keys, by the SHA-256 hash of their secret.
 ///
@@ -13,7 +56,7 @@ use super::KeyInfo;
 /// reader never sees a half-applied change.
 #[derive(Debug, Default)]
 pub(crate) struct KeyRing {
-    by_hash: HashMap<[u8; 32], Arc<KeyInfo>>,
+    by_hash: HashMap<Digest, Entry, BuildHasherDefault<DigestHasher>>,
 }
 
 impl KeyRing {
@@ -22,18 +65,36 @@ impl KeyRing {
         let by_hash = keys
             .into_iter()
             .filter(|(_, info)| !info.revoked)
-            .map(|(hash, info)| (hash, Arc::new(info)))
+            .map(|(hash, info)| {
+                let entry = Entry {
+                    id: info.id,
+                    increments: info.increments,
+                    info: Arc::new(info),
+                };
+                (Digest(hash), entry)
+            })
             .collect();
         Self { by_hash }
     }
 
-    /// The key whose secret hashes to `hash`, if it is active.
+    /// The entry of the key whose secret hashes to `hash`, if it is active.
     ///
     /// The map finds the candidate; the stored hash is then compared in
     /// constant time as well, so the answer never rests on a short-circuiting `==`.
+    fn entry(&self, hash: &[u8; 32]) -> Option<&Entry> {
+        let (stored, entry) = self.by_hash.get_key_value(&Digest(*hash))?;
+        bool::from(stored.0[..].ct_eq(&hash[..])).then_some(entry)
+    }
+
+    /// The key whose secret hashes to `hash`, if it is active.
     pub(crate) fn find(&self, hash: &[u8; 32]) -> Option<Arc<KeyInfo>> {
-        let (stored, info) = self.by_hash.get_key_value(hash)?;
-        bool::from(stored[..].ct_eq(&hash[..])).then(|| Arc::clone(info))
+        self.entry(hash).map(|entry| Arc::clone(&entry.info))
+    }
+
+    /// The id and increments of the key whose secret hashes to `hash`, if it
+    /// is active.
+    pub(crate) fn find_id(&self, hash: &[u8; 32]) -> Option<(u32, u32)> {
+        self.entry(hash).map(|entry| (entry.id, entry.increments))
     }
 
     /// How many active keys the ring holds.

@@ -55,6 +55,8 @@ pub struct Enforcement {
     pub(crate) ledger: Arc<Ledger>,
     /// Per-policy counters, created once so the hot path does not allocate labels.
     counters: Vec<(LimitId, Counter, Counter)>,
+    /// `RateLimit-Policy` items rendered once.
+    rendered: crate::headers::Rendered,
 }
 
 impl Enforcement {
@@ -68,6 +70,7 @@ impl Enforcement {
         metrics: Arc<Metrics>,
         ledger: Arc<Ledger>,
     ) -> Self {
+        let rendered = crate::headers::Rendered::new(enforcer.policies());
         let counters = enforcer
             .policies()
             .iter()
@@ -91,6 +94,7 @@ impl Enforcement {
             metrics,
             ledger,
             counters,
+            rendered,
         }
     }
 
@@ -234,44 +238,198 @@ impl Enforcement {
     fn limited(&self, decision: &Decision) -> Response {
         let policies = self.enforcer.policies();
         let wait = decision.retry_after().unwrap_or_default();
-        let names: Vec<String> = decision
+        let plain = decision
             .rejections()
-            .filter_map(|v| policies.get(v.limit).map(|p| p.name.clone()))
-            .collect();
-        let detail = decision
-            .rejections()
-            .filter_map(|v| {
-                policies.get(v.limit).map(|p| {
-                    format!(
-                        "`{}` allows {} per {}",
-                        p.name,
-                        v.quota,
-                        window_words(p.quota.rate.window())
-                    )
-                })
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        let detail = format!("{detail}; retry in {:.3} s, not before", wait.as_secs_f64());
-        let mut response = Problem::rate_limited(names, detail, wait).into_response();
-        crate::headers::insert(response.headers_mut(), policies, decision);
+            .filter_map(|v| policies.get(v.limit))
+            .all(|p| !needs_json_escape(&p.name));
+        let mut response = if plain {
+            limited_fast(policies, decision, wait)
+        } else {
+            limited_problem(policies, decision, wait)
+        };
+        crate::headers::insert_rendered(response.headers_mut(), policies, decision, &self.rendered);
         response
     }
 
     /// Adds the RateLimit headers of an admitted request to its response.
     pub fn annotate(&self, response: &mut Response, admitted: &Admitted) {
-        crate::headers::insert(
-            response.headers_mut(),
+        self.annotate_headers(response.headers_mut(), admitted);
+    }
+
+    /// Adds the RateLimit headers of an admitted request to its response headers.
+    pub fn annotate_headers(&self, headers: &mut http::HeaderMap, admitted: &Admitted) {
+        crate::headers::insert_rendered(
+            headers,
             self.enforcer.policies(),
             &admitted.decision,
+            &self.rendered,
         );
     }
 }
 
-fn window_words(window: std::time::Duration) -> String {
-    if window.subsec_nanos() == 0 {
-        format!("{} s", window.as_secs())
-    } else {
-        format!("{} ms", window.as_millis())
+/// A window in words: `60 s`, or `1500 ms` when not whole seconds.
+struct WindowWords(std::time::Duration);
+
+impl std::fmt::Display for WindowWords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.subsec_nanos() == 0 {
+            write!(f, "{} s", self.0.as_secs())
+        } else {
+            write!(f, "{} ms", self.0.as_millis())
+        }
+    }
+}
+
+/// The `429` problem through [`Problem`] and `serde_json`.
+fn limited_problem(
+    policies: &tollgate_core::PolicySet,
+    decision: &Decision,
+    wait: std::time::Duration,
+) -> Response {
+    let names: Vec<String> = decision
+        .rejections()
+        .filter_map(|v| policies.get(v.limit).map(|p| p.name.clone()))
+        .collect();
+    let detail = decision
+        .rejections()
+        .filter_map(|v| {
+            policies.get(v.limit).map(|p| {
+                format!(
+                    "`{}` allows {} per {}",
+                    p.name,
+                    v.quota,
+                    WindowWords(p.quota.rate.window())
+                )
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let detail = format!("{detail}; retry in {:.3} s, not before", wait.as_secs_f64());
+    Problem::rate_limited(names, detail, wait).into_response()
+}
+
+/// Whether `serde_json` would escape anything in `text`.
+fn needs_json_escape(text: &str) -> bool {
+    text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// The `429` problem written straight into one buffer: the same bytes and
+/// headers [`Problem::rate_limited`] gives, for policy names that need no
+/// escaping.
+fn limited_fast(
+    policies: &tollgate_core::PolicySet,
+    decision: &Decision,
+    wait: std::time::Duration,
+) -> Response {
+    use std::fmt::Write as _;
+    let mut body = String::with_capacity(256);
+    body.push_str(
+        "{\"type\":\"https://tollgate.dev/problems/rate-limited\",\"title\":\"Too Many Requests\",\"status\":429,\"detail\":\"",
+    );
+    let mut first = true;
+    for v in decision.rejections() {
+        if let Some(p) = policies.get(v.limit) {
+            let separator = if first { "" } else { "; " };
+            first = false;
+            let _ = write!(
+                body,
+                "{separator}`{}` allows {} per {}",
+                p.name,
+                v.quota,
+                WindowWords(p.quota.rate.window())
+            );
+        }
+    }
+    let _ = write!(body, "; retry in {:.3} s, not before\"", wait.as_secs_f64());
+    let mut first = true;
+    for v in decision.rejections() {
+        if let Some(p) = policies.get(v.limit) {
+            body.push_str(if first { ",\"policies\":[\"" } else { ",\"" });
+            first = false;
+            body.push_str(&p.name);
+            body.push('"');
+        }
+    }
+    if !first {
+        body.push(']');
+    }
+    let _ = write!(
+        body,
+        ",\"retry_after_ms\":{}}}",
+        wait.as_nanos().div_ceil(1_000_000) as u64
+    );
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(tollgate_core::retry_after_secs(wait)),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use tollgate_core::{Endpoints, Policy, PolicySet, Quota, Rate, Scope, Verdict};
+
+    use super::*;
+
+    async fn parts(response: Response) -> (http::StatusCode, Vec<(String, String)>, Vec<u8>) {
+        let (parts, body) = response.into_parts();
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let body = body.collect().await.unwrap().to_bytes().to_vec();
+        (parts.status, headers, body)
+    }
+
+    #[tokio::test]
+    async fn the_fast_429_is_the_problem_429() {
+        let policy = |name: &str, rate| Policy {
+            name: name.into(),
+            scope: Scope::PerKey,
+            quota: Quota::rolling(rate),
+            endpoints: Endpoints::All,
+            tier_step: None,
+        };
+        let policies = PolicySet::new(vec![
+            policy("per-key", Rate::per_minute(50)),
+            policy("burst", Rate::new(3, Duration::from_millis(1500))),
+            policy("open", Rate::per_second(10)),
+        ]);
+        let ids: Vec<_> = policies.iter().map(|(id, _)| id).collect();
+        let verdict = |i: usize, admitted, retry_ms| Verdict {
+            limit: ids[i],
+            admitted,
+            quota: 50 + i as u32,
+            remaining: 0,
+            retry_after: Duration::from_millis(retry_ms),
+            reset_after: Duration::from_millis(retry_ms + 7),
+        };
+        for decision in [
+            Decision::new([verdict(0, false, 12_345)]),
+            Decision::new([
+                verdict(0, false, 1),
+                verdict(1, true, 0),
+                verdict(2, false, 999),
+            ]),
+            Decision::new([verdict(1, false, 1500), verdict(2, false, 0)]),
+            Decision::new([]),
+        ] {
+            let wait = decision.retry_after().unwrap_or_default();
+            assert_eq!(
+                parts(limited_fast(&policies, &decision, wait)).await,
+                parts(limited_problem(&policies, &decision, wait)).await,
+            );
+        }
     }
 }
