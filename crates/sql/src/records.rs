@@ -17,9 +17,10 @@ impl Storage {
         on_pool!(self, pool => {
             match sqlx::query(&create).execute(pool).await {
                 Ok(_) => {}
-                // PostgreSQL: another connection created it at the same time.
+                // PostgreSQL: another connection created it at the same time
+                // (the table, its row type, or the catalog row of either).
                 Err(sqlx::Error::Database(e))
-                    if matches!(e.code().as_deref(), Some("23505" | "42P07")) => {}
+                    if matches!(e.code().as_deref(), Some("23505" | "42P07" | "42710")) => {}
                 Err(e) => return Err(fail(e)),
             }
             sqlx::query(
