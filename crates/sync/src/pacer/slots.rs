@@ -68,17 +68,25 @@ impl SlotLog {
     /// only an answer in flight can free a slot.
     pub fn ready_at(&mut self, now: Timestamp) -> Option<Timestamp> {
         let spaced = self.next_send.max(self.paused_until);
-        if self.used(now) < self.rate.count() {
+        let used = self.used(now);
+        if used < self.rate.count() {
             return Some(spaced.max(now));
         }
-        // Full: the earliest completed slot to return frees one.
-        let over = (self.used(now) - self.rate.count()) as usize;
-        if over >= self.returns.len() {
-            return None;
-        }
-        let mut returns: Vec<Timestamp> = self.returns.iter().map(|Reverse(at)| *at).collect();
-        returns.sort_unstable();
-        Some(returns[over].max(spaced).max(now))
+        // Full: the (used − count)-th earliest completed slot to return frees
+        // the one needed. Usually the log is exactly full and that is the
+        // heap's top; a limit lowered by the provider needs a deeper look.
+        let over = (used - self.rate.count()) as usize;
+        let frees = match over {
+            _ if over >= self.returns.len() => return None,
+            0 => self.returns.peek().map(|Reverse(at)| *at)?,
+            _ => {
+                let mut returns: Vec<Timestamp> =
+                    self.returns.iter().map(|Reverse(at)| *at).collect();
+                returns.sort_unstable();
+                returns[over]
+            }
+        };
+        Some(frees.max(spaced).max(now))
     }
 
     /// Takes a slot for a request sent at `now`. Call only when
