@@ -106,6 +106,7 @@ mod error;
 mod name;
 mod rate_limit;
 mod records;
+mod requests;
 mod rows;
 mod state;
 mod storage;
@@ -115,6 +116,7 @@ mod write;
 
 pub use error::StorageError;
 pub use name::MAX_RESOURCE_NAME;
+pub use requests::SentRequest;
 pub use storage::Storage;
 pub use types::{
     Backend, Change, Checkpoint, ListQuery, MAX_LIST_LIMIT, PageStats, RateLimitEvent, Record,

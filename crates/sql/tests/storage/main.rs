@@ -10,6 +10,7 @@ mod names;
 mod rate_limit;
 mod reads;
 mod records;
+mod requests;
 mod runs;
 mod support;
 
@@ -50,6 +51,8 @@ on_both_backends! {
     reads::list_filters_on_a_top_level_field,
     reads::list_refuses_bad_limits_and_fields,
     rate_limit::each_429_is_marked_honoured_or_not,
+    requests::recent_requests_survive_a_restart_and_old_ones_are_forgotten,
+    requests::the_latest_retry_instant_is_read_back,
     names::bad_resource_names_say_what_to_write,
     names::an_unknown_resource_says_to_ensure_it,
     crash::killed_mid_import_loses_and_duplicates_nothing,
