@@ -68,6 +68,15 @@
 //! answers with 503), per store or per limit. It reports the degraded state and
 //! recovers by itself when Redis answers again.
 //!
+//! # A client budget shared by several processes
+//!
+//! [`SharedSlots`] is the client side of the same idea: several `tollgate sync`
+//! processes calling one provider with one key share its budget. A provider
+//! counts a request somewhere between its send and its answer, so each slot is
+//! held from the send until one window after the answer, a `429` pauses every
+//! process until its retry instant, and the sends of all processes are spaced
+//! evenly; one small script per send, on the same connection as the store.
+//!
 //! # Not for
 //!
 //! Not a cache nor a queue: it only keeps limit state.
@@ -75,8 +84,10 @@
 mod keys;
 mod resilient;
 mod script;
+mod slots;
 mod store;
 
 pub use keys::{RedisKey, escape};
 pub use resilient::{FailMode, ResilienceStats, ResilientConfig, ResilientStore};
+pub use slots::{SharedLimit, SharedSlots};
 pub use store::{RedisStore, SplitStats, TTL_GRACE};

@@ -260,6 +260,20 @@ impl RedisStore {
         self.run(charges, Some(now), Mode::Peek).await
     }
 
+    /// Runs a script of another part of the crate on this store's connection,
+    /// an error saying what it was `doing`.
+    pub(crate) async fn eval<T: redis::FromRedisValue>(
+        &self,
+        call: &ScriptInvocation<'_>,
+        doing: &str,
+    ) -> Result<T, StoreError> {
+        self.conn
+            .clone()
+            .eval(call)
+            .await
+            .map_err(|e| with_context(doing, e))
+    }
+
     /// Decides (or peeks at) `charges`. Renders everything now, so the future
     /// owns its arguments and borrows neither the charges nor their keys.
     fn run<K: RedisKey>(

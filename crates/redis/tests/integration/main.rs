@@ -14,4 +14,5 @@ mod concurrency;
 mod conformance;
 mod memory;
 mod round_trip;
+mod shared;
 mod support;
