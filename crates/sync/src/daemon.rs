@@ -40,6 +40,23 @@ impl Daemon {
         Ok(Self { sources })
     }
 
+    /// Contexts for every source of `config`, each budget shared in Redis when
+    /// the configuration names a server, and each starting with what an
+    /// earlier process on the same storage left of its budget (see
+    /// [`SourceContext::restore`]): what `tollgate sync` runs.
+    pub async fn connect(
+        config: &SyncConfig,
+        storage: &Storage,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, RunError> {
+        let daemon = Self::new(config, storage, clock)?;
+        crate::runner::share_budgets(config, &daemon.sources).await?;
+        for ctx in &daemon.sources {
+            ctx.restore().await;
+        }
+        Ok(daemon)
+    }
+
     /// Imports every resource on its schedule until `shutdown` completes.
     /// Imports in flight are dropped; every stored page is committed with its
     /// checkpoint, so the next start resumes where they were.

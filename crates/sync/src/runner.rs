@@ -59,6 +59,32 @@ pub enum RunError {
     /// A source's key or client.
     #[error(transparent)]
     Context(#[from] crate::import::context::ContextError),
+    /// The Redis server that shares the budgets cannot be reached.
+    #[error(
+        "cannot reach the Redis server that shares the budgets ({0}): start it, or remove `redis` from the configuration (and `--redis`) to keep each budget in this process"
+    )]
+    Redis(String),
+}
+
+/// Connects to the Redis server of `config`, if it names one, and shares each
+/// source's budget there with every other process on the same key.
+pub(crate) async fn share_budgets(
+    config: &SyncConfig,
+    contexts: &[impl std::ops::Deref<Target = SourceContext>],
+) -> Result<(), RunError> {
+    let Some(url) = &config.redis else {
+        return Ok(());
+    };
+    let store = tollgate_redis::RedisStore::connect(url)
+        .await
+        .map_err(|e| RunError::Redis(e.to_string()))?;
+    for ctx in contexts {
+        let budget = ctx.budget_name();
+        tracing::info!(source = %ctx.source.name, %budget, "the budget is shared in Redis");
+        ctx.pacer
+            .share(store.shared_slots(&budget), ctx.source.timeout);
+    }
+    Ok(())
 }
 
 /// Imports every resource of every source once, in the order written (a
@@ -74,6 +100,11 @@ pub async fn run_once(
         .iter()
         .map(|s| SourceContext::new(s.clone(), storage.clone(), Arc::clone(&clock)))
         .collect::<Result<Vec<_>, _>>()?;
+    let contexts: Vec<&SourceContext> = contexts.iter().collect();
+    share_budgets(config, &contexts).await?;
+    for ctx in &contexts {
+        ctx.restore().await;
+    }
     let runs = contexts.iter().map(|ctx| run_source_once(ctx, &ctx.source));
     Ok(futures_util::future::join_all(runs).await)
 }

@@ -23,6 +23,9 @@ pub struct SyncConfig {
     pub store: String,
     /// Where the read API listens, if it is served.
     pub listen: Option<SocketAddr>,
+    /// A Redis server (`redis://host:port`) where the budget of each key is
+    /// shared with every other sync process that names it, if any.
+    pub redis: Option<String>,
     /// The APIs to import from.
     pub sources: Vec<Source>,
 }

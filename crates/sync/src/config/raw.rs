@@ -10,6 +10,7 @@ use toml::Spanned;
 pub(super) struct RawConfig {
     pub store: Option<Spanned<String>>,
     pub listen: Option<Spanned<String>>,
+    pub redis: Option<Spanned<String>>,
     #[serde(default)]
     pub sources: Vec<RawSource>,
 }

@@ -28,6 +28,18 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<SyncConfig> {
             None => return Err(at.at(s, "store", format!("`{}` is not a store: write `sqlite://tollgate-sync.db` or `postgres://user@host/db`", s.get_ref()))),
         },
     };
+    if let Some(url) = &raw.redis
+        && !(url.get_ref().starts_with("redis://") || url.get_ref().starts_with("rediss://"))
+    {
+        return Err(at.at(
+            url,
+            "redis",
+            format!(
+                "`{}` is not a Redis URL: write it like `redis://127.0.0.1:6379`",
+                url.get_ref()
+            ),
+        ));
+    }
     if raw.sources.is_empty() {
         return Err(at.error(
             &(0..0),
@@ -49,6 +61,7 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<SyncConfig> {
             .as_ref()
             .map(|l| at.address("listen", l))
             .transpose()?,
+        redis: raw.redis.as_ref().map(|url| url.get_ref().clone()),
         sources,
     })
 }

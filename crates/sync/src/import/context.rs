@@ -3,13 +3,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
-use tollgate_core::{Clock, Timestamp};
+use sha2::{Digest, Sha256};
+use tollgate_core::{Clock, Rate, Timestamp};
 use tollgate_sql::Storage;
 
 use crate::config::Source;
-use crate::pacer::Pacer;
+use crate::pacer::{Pacer, PastRequest};
 
 /// Counters of one source, for the progress line, `/status` and the report.
 #[derive(Debug, Default)]
@@ -108,7 +110,7 @@ impl SourceContext {
         let endpoint_limits = source
             .resources
             .iter()
-            .filter_map(|r| Some((r.name.clone(), pacer.add_limit(r.limit?))))
+            .filter_map(|r| Some((r.name.clone(), pacer.add_limit(&r.name, r.limit?))))
             .collect();
         Ok(Self {
             key_header: source.key.header.clone(),
@@ -122,6 +124,103 @@ impl SourceContext {
             endpoint_limits,
             pending_429: AtomicBool::new(false),
         })
+    }
+
+    /// The name of this key's budget with this provider in a shared store: the
+    /// same in every process that calls the same base URL with the same key,
+    /// and revealing neither (a SHA-256 digest).
+    pub fn budget_name(&self) -> String {
+        let mut digest = Sha256::new();
+        digest.update(self.source.base_url.as_bytes());
+        digest.update(b"\n");
+        digest.update(self.key_value.as_bytes());
+        let digest = digest.finalize();
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The longest window of the budget and the endpoints' limits, as known now.
+    fn longest_window(&self) -> Duration {
+        self.pacer
+            .budget()
+            .iter()
+            .chain(
+                self.source
+                    .resources
+                    .iter()
+                    .filter_map(|r| r.limit.as_ref()),
+            )
+            .map(Rate::window)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Takes back, from the storage layer, the requests an earlier process on
+    /// this source sent within the last window and the retry instant of its
+    /// last `429`: a restart (after a crash, a deploy, `kill -9`) neither
+    /// spends the budget again inside the provider's window nor calls before a
+    /// retry instant, which a strict provider punishes with a block.
+    pub async fn restore(&self) {
+        let now = self.now_ms();
+        let since = now.saturating_sub(ms_of(self.longest_window()));
+        let name = &self.source.name;
+        let past = match self.storage.recent_requests(name, since, now).await {
+            Ok(past) => past,
+            Err(err) => {
+                tracing::warn!(source = %name, %err, "cannot read the requests of the previous run; starting as if the budget were unused");
+                Vec::new()
+            }
+        };
+        let paused = match self.storage.latest_retry_at(name).await {
+            Ok(at) => at.filter(|at| *at > now),
+            Err(err) => {
+                tracing::warn!(source = %name, %err, "cannot read the last 429 of the previous run");
+                None
+            }
+        };
+        let instant = |ms: i64| Timestamp::from_millis(u64::try_from(ms).unwrap_or(0));
+        let past: Vec<PastRequest> = past
+            .into_iter()
+            .map(|r| PastRequest {
+                endpoint: r.endpoint,
+                sent_at: instant(r.sent_at_ms),
+                answered_at: instant(r.answered_at_ms.unwrap_or(now)),
+            })
+            .collect();
+        if !past.is_empty() || paused.is_some() {
+            tracing::info!(source = %name, requests = past.len(), paused_until_ms = ?paused, "the previous run's recent requests still count");
+        }
+        self.pacer.restore(&past, paused.map(instant));
+    }
+
+    /// Records that a request goes out, so that a process started after this
+    /// one stops still counts it.
+    pub(crate) async fn note_sent(&self, id: u64, endpoints: &[usize]) {
+        let endpoint = endpoints.first().and_then(|i| self.pacer.endpoint_name(*i));
+        if let Err(err) = self
+            .storage
+            .record_request_sent(
+                &self.source.name,
+                id as i64,
+                endpoint.as_deref(),
+                self.now_ms(),
+            )
+            .await
+        {
+            tracing::warn!(%err, "cannot record a request for the next run");
+        }
+    }
+
+    /// Records that the answer to request `id` arrived now.
+    pub(crate) async fn note_answered(&self, id: u64) {
+        let now = self.now_ms();
+        let forget_before = now.saturating_sub(ms_of(self.longest_window()));
+        if let Err(err) = self
+            .storage
+            .record_request_answered(&self.source.name, id as i64, now, forget_before)
+            .await
+        {
+            tracing::warn!(%err, "cannot record an answer for the next run");
+        }
     }
 
     /// Now, in Unix milliseconds.
@@ -153,6 +252,10 @@ impl SourceContext {
             tracing::warn!(%err, "cannot record the call after a 429");
         }
     }
+}
+
+fn ms_of(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// An instant in Unix milliseconds.

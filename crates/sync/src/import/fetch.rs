@@ -73,6 +73,8 @@ pub async fn fetch(
             return Err(FetchError::Forbidden);
         }
         let permit = ctx.pacer.acquire(limits).await;
+        let id = permit.id;
+        ctx.note_sent(id, limits).await;
         ctx.note_call().await;
         let mut request = ctx.http.get(url).header(&ctx.key_header, &ctx.key_value);
         for (name, value) in validators {
@@ -94,7 +96,8 @@ pub async fn fetch(
             ),
             Err(_) => (Answer::Failed, Advice::default()),
         };
-        let paused = ctx.pacer.complete(permit, answer, &advice);
+        let paused = ctx.pacer.complete(permit, answer, &advice).await;
+        ctx.note_answered(id).await;
         let problem = match result {
             Ok((status, headers, body)) if status.is_success() => {
                 return Ok(Fetched::Body { headers, body });

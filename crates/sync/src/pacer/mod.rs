@@ -11,13 +11,17 @@
 //! pausing only the worker that got it is not enough.
 
 mod headers;
+mod shared;
 mod slots;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tollgate_core::{Clock, Rate, Timestamp};
+use tollgate_redis::SharedSlots;
+
+use shared::Shared;
 
 pub use headers::Advice;
 pub use slots::SlotLog;
@@ -26,15 +30,19 @@ pub use slots::SlotLog;
 /// seeds' provider asks.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// Which limits of the pacer a request counts against (indexes from
-/// [`Pacer::add_limit`]).
+/// Which endpoint limits of the pacer a request counts against besides the
+/// key's budget (indexes from [`Pacer::add_limit`]).
 pub type Limits = Vec<usize>;
 
 /// A taken slot; give it back with [`Pacer::complete`].
 #[derive(Debug)]
 #[must_use = "a permit must be completed, or its slots stay in use"]
 pub struct Permit {
-    limits: Limits,
+    /// How many of the key's budget limits it took a slot of.
+    key_limits: usize,
+    endpoints: Limits,
+    /// Names the request in the shared budget and the storage layer.
+    pub id: u64,
     /// When the request was allowed out.
     pub sent_at: Timestamp,
 }
@@ -49,11 +57,23 @@ pub enum Answer {
     Failed,
 }
 
+/// A request a previous process sent, for [`Pacer::restore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PastRequest {
+    /// The endpoint limit it also counted against, by name.
+    pub endpoint: Option<String>,
+    /// When it went out.
+    pub sent_at: Timestamp,
+    /// When its answer arrived (or its process stopped).
+    pub answered_at: Timestamp,
+}
+
 struct State {
-    logs: Vec<SlotLog>,
-    /// The key's budget limits (the first `key_limits` logs) may be replaced by
-    /// what the provider announces.
-    key_limits: usize,
+    /// The key's budget: every request counts against each. New limits the
+    /// provider announces are pushed at the end, so indexes never move.
+    key_logs: Vec<SlotLog>,
+    /// Endpoints' own limits, by name.
+    endpoint_logs: Vec<(String, SlotLog)>,
     /// Whether announced limits replace the configured ones (`discover`).
     learn: bool,
     /// Every `429`: when it came and the instant it named.
@@ -66,6 +86,8 @@ pub struct Pacer {
     /// Wakes waiting workers when an answer frees a slot.
     freed: Notify,
     clock: Arc<dyn Clock>,
+    /// The budget shared with other processes on the same key, if any.
+    shared: OnceLock<Shared>,
 }
 
 impl Pacer {
@@ -74,14 +96,25 @@ impl Pacer {
     pub fn new(limits: &[Rate], learn: bool, clock: Arc<dyn Clock>) -> Self {
         Self {
             state: Mutex::new(State {
-                logs: limits.iter().copied().map(SlotLog::new).collect(),
-                key_limits: limits.len(),
+                key_logs: limits.iter().copied().map(SlotLog::new).collect(),
+                endpoint_logs: Vec::new(),
                 learn,
                 rejections: Vec::new(),
             }),
             freed: Notify::new(),
             clock,
+            shared: OnceLock::new(),
         }
+    }
+
+    /// Shares the budget with every other process that uses the same
+    /// `slots` (the same Redis budget): a request goes out only when both this
+    /// process's slots and the shared ones allow it, and a `429` pauses all of
+    /// them. `timeout` is the longest an answer can take: a request whose
+    /// process dies in flight frees its shared slot a window after that.
+    /// Call it before the first request; a second call changes nothing.
+    pub fn share(&self, slots: SharedSlots, timeout: Duration) {
+        let _ = self.shared.set(Shared { slots, timeout });
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -90,48 +123,105 @@ impl Pacer {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds a limit some requests count against (an endpoint's `20/s`); returns
-    /// its index.
-    pub fn add_limit(&self, rate: Rate) -> usize {
+    /// Adds the limit of endpoint `name` (an endpoint's `20/s`) that some
+    /// requests count against; returns its index.
+    pub fn add_limit(&self, name: &str, rate: Rate) -> usize {
         let mut state = self.state();
-        state.logs.push(SlotLog::new(rate));
-        state.logs.len() - 1
-    }
-
-    /// The key's budget: the limits every request counts against.
-    pub fn key_limits(&self) -> Limits {
-        (0..self.state().key_limits).collect()
+        state
+            .endpoint_logs
+            .push((name.to_owned(), SlotLog::new(rate)));
+        state.endpoint_logs.len() - 1
     }
 
     /// The key's budget as currently known.
     pub fn budget(&self) -> Vec<Rate> {
-        let state = self.state();
-        state.logs[..state.key_limits]
-            .iter()
-            .map(SlotLog::rate)
-            .collect()
+        self.state().key_logs.iter().map(SlotLog::rate).collect()
     }
 
-    /// Waits until a request counting against `limits` (plus the key's budget)
-    /// may go out, and takes its slots.
-    pub async fn acquire(&self, extra: &[usize]) -> Permit {
+    /// The name of endpoint limit `index`.
+    pub fn endpoint_name(&self, index: usize) -> Option<String> {
+        self.state()
+            .endpoint_logs
+            .get(index)
+            .map(|(name, _)| name.clone())
+    }
+
+    /// Takes back what a previous process on this key sent, so a restart does
+    /// not spend the budget again inside the provider's window, and pauses
+    /// until `paused_until` (the retry instant of its last `429`).
+    pub fn restore(&self, past: &[PastRequest], paused_until: Option<Timestamp>) {
+        let mut state = self.state();
+        let State {
+            key_logs,
+            endpoint_logs,
+            ..
+        } = &mut *state;
+        for request in past {
+            for log in key_logs.iter_mut() {
+                log.restore(request.sent_at, request.answered_at);
+            }
+            if let Some((_, log)) = endpoint_logs
+                .iter_mut()
+                .find(|(name, _)| Some(name) == request.endpoint.as_ref())
+            {
+                log.restore(request.sent_at, request.answered_at);
+            }
+        }
+        if let Some(until) = paused_until {
+            for log in key_logs
+                .iter_mut()
+                .chain(endpoint_logs.iter_mut().map(|(_, l)| l))
+            {
+                log.pause_until(until);
+            }
+        }
+    }
+
+    /// Waits until a request counting against `endpoints` (plus the key's
+    /// budget) may go out, and takes its slots — here and, when the budget is
+    /// shared, in Redis.
+    pub async fn acquire(&self, endpoints: &[usize]) -> Permit {
+        let permit = self.acquire_local(endpoints).await;
+        if let Some(shared) = self.shared.get() {
+            shared.take(self, &permit).await;
+        }
+        permit
+    }
+
+    async fn acquire_local(&self, endpoints: &[usize]) -> Permit {
         loop {
             let freed = self.freed.notified();
             let wait = {
                 let mut state = self.state();
-                let limits: Limits = (0..state.key_limits).chain(extra.iter().copied()).collect();
                 let now = self.clock.now();
-                let ready = limits
-                    .iter()
-                    .map(|i| state.logs[*i].ready_at(now))
+                let State {
+                    key_logs,
+                    endpoint_logs,
+                    ..
+                } = &mut *state;
+                let ready = key_logs
+                    .iter_mut()
+                    .chain(
+                        endpoint_logs
+                            .iter_mut()
+                            .enumerate()
+                            .filter(|(i, _)| endpoints.contains(i))
+                            .map(|(_, (_, log))| log),
+                    )
+                    .map(|log| log.ready_at(now))
                     .try_fold(now, |latest, at| at.map(|at| latest.max(at)));
                 match ready {
                     Some(at) if at <= now => {
-                        for i in &limits {
-                            state.logs[*i].acquire(now);
+                        for log in key_logs.iter_mut() {
+                            log.acquire(now);
+                        }
+                        for i in endpoints {
+                            endpoint_logs[*i].1.acquire(now);
                         }
                         return Permit {
-                            limits,
+                            key_limits: key_logs.len(),
+                            endpoints: endpoints.to_vec(),
+                            id: rand::random(),
                             sent_at: now,
                         };
                     }
@@ -152,32 +242,62 @@ impl Pacer {
     }
 
     /// Records the answer to a paced request. A `429` pauses every request of
-    /// the source until its retry instant (60 s when it names none); returns
-    /// that instant.
-    pub fn complete(&self, permit: Permit, answer: Answer, advice: &Advice) -> Option<Timestamp> {
+    /// the source (of every process, when the budget is shared) until its
+    /// retry instant (60 s when it names none); returns that instant.
+    pub async fn complete(
+        &self,
+        permit: Permit,
+        answer: Answer,
+        advice: &Advice,
+    ) -> Option<Timestamp> {
+        let paused = self.complete_local(&permit, answer, advice);
+        if let Some(shared) = self.shared.get() {
+            shared
+                .done(self, &permit, paused.is_some().then(|| retry_after(advice)))
+                .await;
+        }
+        paused
+    }
+
+    fn complete_local(
+        &self,
+        permit: &Permit,
+        answer: Answer,
+        advice: &Advice,
+    ) -> Option<Timestamp> {
         let now = self.clock.now();
         let mut state = self.state();
-        for i in &permit.limits {
-            state.logs[*i].complete(now);
+        for log in state.key_logs.iter_mut().take(permit.key_limits) {
+            log.complete(now);
+        }
+        for i in &permit.endpoints {
+            state.endpoint_logs[*i].1.complete(now);
         }
         if state.learn && !advice.limits.is_empty() {
-            let key_limits = state.key_limits;
-            let learned: Vec<Rate> = advice.limits.clone();
-            for (log, rate) in state.logs[..key_limits].iter_mut().zip(&learned) {
+            let learned = &advice.limits;
+            for (log, rate) in state.key_logs.iter_mut().zip(learned) {
                 log.learn(*rate);
             }
-            for rate in learned.iter().skip(key_limits) {
-                let at = state.key_limits;
-                state.logs.insert(at, SlotLog::new(*rate));
-                state.key_limits += 1;
+            let known = state.key_logs.len();
+            for rate in learned.iter().skip(known) {
+                state.key_logs.push(SlotLog::new(*rate));
             }
         }
         let paused = if answer == Answer::Status(429) {
-            let until = now + advice.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
-            for log in &mut state.logs {
+            let until = now + retry_after(advice);
+            let State {
+                key_logs,
+                endpoint_logs,
+                rejections,
+                ..
+            } = &mut *state;
+            for log in key_logs
+                .iter_mut()
+                .chain(endpoint_logs.iter_mut().map(|(_, l)| l))
+            {
                 log.pause_until(until);
             }
-            state.rejections.push((now, until));
+            rejections.push((now, until));
             Some(until)
         } else {
             None
@@ -185,6 +305,22 @@ impl Pacer {
         drop(state);
         self.freed.notify_waiters();
         paused
+    }
+
+    /// The limits a permit holds, labelled as every process labels them.
+    fn labelled(&self, permit: &Permit) -> Vec<(String, Rate)> {
+        let state = self.state();
+        let key = state
+            .key_logs
+            .iter()
+            .take(permit.key_limits)
+            .enumerate()
+            .map(|(i, log)| (format!("budget.{i}"), log.rate()));
+        let endpoints = permit.endpoints.iter().map(|i| {
+            let (name, log) = &state.endpoint_logs[*i];
+            (format!("endpoint.{name}"), log.rate())
+        });
+        key.chain(endpoints).collect()
     }
 
     /// Every `429` so far: when it arrived, and the instant it named.
@@ -195,6 +331,16 @@ impl Pacer {
     /// The instant requests are paused until, if they are.
     pub fn paused_until(&self) -> Option<Timestamp> {
         let now = self.clock.now();
-        self.state().logs.iter().filter_map(|l| l.paused(now)).max()
+        let state = self.state();
+        state
+            .key_logs
+            .iter()
+            .chain(state.endpoint_logs.iter().map(|(_, l)| l))
+            .filter_map(|l| l.paused(now))
+            .max()
     }
+}
+
+fn retry_after(advice: &Advice) -> Duration {
+    advice.retry_after.unwrap_or(DEFAULT_RETRY_AFTER)
 }

@@ -94,7 +94,19 @@ impl SlotLog {
     pub fn acquire(&mut self, now: Timestamp) {
         self.expire(now);
         self.in_flight += 1;
-        self.next_send = now.max(self.next_send) + self.spacing();
+        // Anchor the spacing on the schedule, not on the instant the timer
+        // fired: a send late by less than a tenth of the spacing (timer
+        // resolution, a busy runtime) does not push every later send back, or
+        // the drift alone would leave a few percent of the budget unused. A
+        // later send (after an idle spell) starts the schedule afresh, so the
+        // first gap after it is never shorter than one spacing.
+        let spacing = self.spacing();
+        let late = now.saturating_since(self.next_send);
+        self.next_send = if late <= spacing / 10 {
+            self.next_send + spacing
+        } else {
+            now + spacing
+        };
     }
 
     /// The answer to a request arrived at `now` (or it failed then): its slot
@@ -102,6 +114,14 @@ impl SlotLog {
     pub fn complete(&mut self, now: Timestamp) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.returns.push(Reverse(now + self.rate.window()));
+    }
+
+    /// Counts a request another process sent at `sent_at` and that was
+    /// answered (or whose process stopped) at `answered_at`: its slot returns
+    /// one window after, and the next send is spaced after it.
+    pub fn restore(&mut self, sent_at: Timestamp, answered_at: Timestamp) {
+        self.returns.push(Reverse(answered_at + self.rate.window()));
+        self.next_send = self.next_send.max(sent_at + self.spacing());
     }
 
     /// No request before `until` (a `429`'s retry instant).
@@ -117,7 +137,25 @@ impl SlotLog {
     /// Adopts a limit the provider announced (or that was learned); slots in use
     /// stay in use.
     pub fn learn(&mut self, rate: Rate) {
+        if rate == self.rate {
+            return;
+        }
+        // A longer window holds the slots in use longer: each returns one
+        // (new) window after its answer, not one provisional window.
+        if rate.window() > self.rate.window() {
+            let longer = rate.window() - self.rate.window();
+            self.returns = self
+                .returns
+                .drain()
+                .map(|Reverse(at)| Reverse(at + longer))
+                .collect();
+        }
+        // The next send is one new spacing after the last, not one old one.
+        let last_send = self.next_send - self.spacing();
         self.rate = rate;
+        if self.next_send > Timestamp::EPOCH {
+            self.next_send = last_send + self.spacing();
+        }
     }
 }
 
@@ -141,6 +179,52 @@ mod tests {
             log.acquire(now);
             log.complete(now + ms(3));
         }
+    }
+
+    #[test]
+    fn a_send_slightly_late_keeps_the_schedule_and_a_late_one_restarts_it() {
+        let mut log = SlotLog::new(Rate::per_second(20)); // one every 50 ms
+        log.acquire(T0);
+        log.complete(T0 + ms(1));
+        // The timer fires 4 ms late: the next is still due at 100 ms, not 104.
+        assert_eq!(log.ready_at(T0 + ms(54)), Some(T0 + ms(54)));
+        log.acquire(T0 + ms(54));
+        assert_eq!(log.ready_at(T0 + ms(60)), Some(T0 + ms(100)));
+        log.acquire(T0 + ms(100));
+        // After an idle spell the schedule starts afresh: a full gap follows.
+        log.acquire(T0 + ms(400));
+        assert_eq!(log.ready_at(T0 + ms(401)), Some(T0 + ms(450)));
+    }
+
+    #[test]
+    fn learning_a_longer_window_holds_the_slots_in_use_for_it() {
+        let mut log = SlotLog::new(Rate::per_second(1));
+        log.acquire(T0);
+        log.complete(T0 + ms(100)); // returns at 1.1 s under the provisional 1/s
+        log.learn(Rate::new(1, Duration::from_secs(6)));
+        assert_eq!(log.ready_at(T0 + ms(2_000)), Some(T0 + ms(6_100)));
+        // And the spacing follows the new rate from the last send.
+        let mut log = SlotLog::new(Rate::per_second(10));
+        log.acquire(T0);
+        log.learn(Rate::per_second(2));
+        log.complete(T0 + ms(10));
+        assert_eq!(log.ready_at(T0 + ms(20)), Some(T0 + ms(500)));
+    }
+
+    #[test]
+    fn a_restored_request_holds_its_slot_and_the_spacing() {
+        let mut log = SlotLog::new(Rate::new(2, Duration::from_secs(10)));
+        log.restore(T0, T0 + ms(300));
+        log.restore(T0 + ms(5_000), T0 + ms(5_200));
+        // Both slots are used until 10.3 s: a new process waits for the first.
+        assert_eq!(log.ready_at(T0 + ms(6_000)), Some(T0 + ms(10_300)));
+        let mut log = SlotLog::new(Rate::new(2, Duration::from_secs(10)));
+        log.restore(T0, T0 + ms(300));
+        assert_eq!(
+            log.ready_at(T0 + ms(1_000)),
+            Some(T0 + ms(5_000)),
+            "spaced after it"
+        );
     }
 
     #[test]
