@@ -30,6 +30,83 @@ impl Storage {
         })
     }
 
+    /// Saves where `resource` (`scope`) stands without a page: the start of a
+    /// fan-out as a whole (scope `""`, its children's scopes being the parents'
+    /// ids), which its children's pages do not carry. Replaces the checkpoint
+    /// saved there, if any.
+    pub async fn save_checkpoint(
+        &self,
+        resource: &str,
+        scope: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StorageError> {
+        records_table(resource)?;
+        let pages = bigint(checkpoint.pages_done, "pages_done")?;
+        let records = bigint(checkpoint.records_done, "records_done")?;
+        let fail = StorageError::query(self.backend());
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO sync_checkpoints \
+                 (resource, scope, cursor, pages_done, records_done, started_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (resource, scope) DO UPDATE SET cursor = excluded.cursor, \
+                 pages_done = excluded.pages_done, records_done = excluded.records_done, \
+                 started_at_ms = excluded.started_at_ms",
+            )
+            .bind(resource)
+            .bind(scope)
+            .bind(&checkpoint.cursor)
+            .bind(pages)
+            .bind(records)
+            .bind(checkpoint.started_at_ms)
+            .execute(pool)
+            .await
+            .map_err(&fail)?;
+        });
+        Ok(())
+    }
+
+    /// Deletes the checkpoint of `resource` (`scope`), if any, and records
+    /// nothing else: the end of a fan-out as a whole, whose children each
+    /// recorded their own run with [`finish_run`](Self::finish_run).
+    pub async fn clear_checkpoint(&self, resource: &str, scope: &str) -> Result<(), StorageError> {
+        records_table(resource)?;
+        let fail = StorageError::query(self.backend());
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM sync_checkpoints WHERE resource = $1 AND scope = $2")
+                .bind(resource)
+                .bind(scope)
+                .execute(pool)
+                .await
+                .map_err(&fail)?;
+        });
+        Ok(())
+    }
+
+    /// The scopes of `resource` other than `""` (a fan-out's children) whose
+    /// last complete run finished after `after_ms`, in scope order: what an
+    /// interrupted fan-out had already done when it resumes.
+    pub async fn scopes_finished_after(
+        &self,
+        resource: &str,
+        after_ms: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        records_table(resource)?;
+        let fail = StorageError::query(self.backend());
+        on_pool!(self, pool => {
+            let scopes: Vec<String> = sqlx::query_scalar(
+                "SELECT scope FROM sync_resources WHERE resource = $1 AND scope <> '' \
+                 AND last_success_ms > $2 ORDER BY scope",
+            )
+            .bind(resource)
+            .bind(after_ms)
+            .fetch_all(pool)
+            .await
+            .map_err(&fail)?;
+            Ok(scopes)
+        })
+    }
+
     /// Records a complete run of `resource` (`scope`), in one transaction:
     /// deletes its checkpoint, records when it finished, how long it took, its
     /// pages and records and the list's validators, and moves the watermark

@@ -47,6 +47,7 @@ on_both_backends! {
     runs::fan_out_scopes_are_independent,
     runs::record_error_keeps_the_checkpoint,
     runs::reopening_keeps_everything,
+    runs::a_fan_out_keeps_its_start_until_cleared_and_finds_its_finished_children,
     reads::list_pages_through_ids_in_byte_order,
     reads::list_filters_on_a_top_level_field,
     reads::list_refuses_bad_limits_and_fields,

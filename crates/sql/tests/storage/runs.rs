@@ -269,3 +269,128 @@ pub async fn reopening_keeps_everything(db: TestDb) {
     );
     assert_eq!(storage.rate_limit_log("api").await.unwrap().len(), 1);
 }
+
+/// A child of a fan-out finished at `at_ms`.
+fn finished_at(at_ms: i64) -> RunOutcome {
+    RunOutcome {
+        finished_at_ms: at_ms,
+        duration_ms: 5,
+        pages: 1,
+        records: 1,
+        ..RunOutcome::default()
+    }
+}
+
+pub async fn a_fan_out_keeps_its_start_until_cleared_and_finds_its_finished_children(db: TestDb) {
+    let storage = db.connect().await;
+    storage.ensure_resource("channel_users").await.unwrap();
+    // The fan-out as a whole starts at 1 000: its own checkpoint, scope "".
+    let whole = Checkpoint {
+        cursor: String::new(),
+        pages_done: 0,
+        records_done: 0,
+        started_at_ms: 1_000,
+    };
+    storage
+        .save_checkpoint("channel_users", "", &whole)
+        .await
+        .unwrap();
+    // A child finished by the fan-out before this one, one at its very start,
+    // two after it, one in progress.
+    for (scope, at) in [("general", 900), ("lobby", 1_000), ("random", 1_500)] {
+        storage
+            .finish_run("channel_users", scope, &finished_at(at))
+            .await
+            .unwrap();
+    }
+    storage
+        .save_page(
+            "channel_users",
+            "music",
+            &[record("music", json!({"users": []}), 1_600)],
+            Some(&checkpoint("n:2", 1, 1)),
+        )
+        .await
+        .unwrap();
+    storage
+        .finish_run("channel_users", "Zebra", &finished_at(1_700))
+        .await
+        .unwrap();
+    storage.close().await; // a crash: the fan-out never finished
+
+    let storage = db.connect().await;
+    assert_eq!(
+        storage.checkpoint("channel_users", "").await.unwrap(),
+        Some(whole.clone())
+    );
+    // Ids in byte order, on both backends.
+    assert_eq!(
+        storage
+            .scopes_finished_after("channel_users", 1_000)
+            .await
+            .unwrap(),
+        ["Zebra", "random"]
+    );
+    assert_eq!(
+        storage
+            .scopes_finished_after("channel_users", 0)
+            .await
+            .unwrap(),
+        ["Zebra", "general", "lobby", "random"]
+    );
+    assert_eq!(
+        storage.checkpoint("channel_users", "music").await.unwrap(),
+        Some(checkpoint("n:2", 1, 1)),
+        "a child's checkpoint is its own"
+    );
+
+    // Saved again, it replaces the start; cleared, it is gone and the
+    // children's runs stay as they were.
+    let later = Checkpoint {
+        started_at_ms: 2_000,
+        ..whole
+    };
+    storage
+        .save_checkpoint("channel_users", "", &later)
+        .await
+        .unwrap();
+    assert_eq!(
+        storage.checkpoint("channel_users", "").await.unwrap(),
+        Some(later)
+    );
+    storage.clear_checkpoint("channel_users", "").await.unwrap();
+    storage.clear_checkpoint("channel_users", "").await.unwrap();
+    assert_eq!(storage.checkpoint("channel_users", "").await.unwrap(), None);
+    assert!(
+        storage
+            .checkpoint("channel_users", "music")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let random = storage
+        .resource_state("channel_users", "random")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(random.last_success_ms, Some(1_500));
+
+    // The resource's own row ("") is never one of its children.
+    storage
+        .finish_run("channel_users", "", &finished_at(3_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        storage
+            .scopes_finished_after("channel_users", 1_600)
+            .await
+            .unwrap(),
+        ["Zebra"]
+    );
+    assert!(
+        storage
+            .save_checkpoint("Bad-Name", "", &checkpoint("", 0, 0))
+            .await
+            .is_err()
+    );
+}
