@@ -1,5 +1,6 @@
 //! A full import of one resource: every page, checkpointed, resumable.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
@@ -13,7 +14,7 @@ use super::page::{self, Position};
 use http::HeaderName;
 use http::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 
-use crate::config::{Pagination, Resource};
+use crate::config::{ForEach, Pagination, Resource};
 
 /// What one import of a resource did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,6 +25,9 @@ pub struct Imported {
     pub records: u64,
     /// Fan-out children imported (0 for a plain resource).
     pub scopes: u64,
+    /// Fan-out children not asked again: an interrupted earlier run of the
+    /// same fan-out had finished them.
+    pub skipped: u64,
 }
 
 /// Why an import stopped.
@@ -85,8 +89,61 @@ pub async fn import_resource(
         .ensure_resource(&resource.name)
         .await
         .map_err(storage(resource))?;
-    let Some(for_each) = &resource.for_each else {
-        return import_scope(ctx, resource, "", &resource.path).await;
+    match &resource.for_each {
+        None => import_scope(ctx, resource, "", &resource.path).await,
+        Some(for_each) => import_fan_out(ctx, resource, for_each).await,
+    }
+}
+
+/// The scope of a fan-out as a whole: its checkpoint says since when it is
+/// unfinished (its children's scopes are their parents' ids).
+const WHOLE_FAN_OUT: &str = "";
+
+/// Imports one child per parent record. The fan-out's own checkpoint (scope
+/// `""`) holds when it started until every child is done, so a run that
+/// resumes it after a crash or a failure skips the children finished since
+/// then — each child keeps its own checkpoint only while it is in progress.
+/// A child is skipped only if it is also fresher than the resource's period,
+/// so a fan-out that stays unfinished (a child that keeps failing) still
+/// refreshes the others. Once every child is done the checkpoint is cleared:
+/// the next run asks every child again.
+async fn import_fan_out(
+    ctx: &SourceContext,
+    resource: &Resource,
+    for_each: &ForEach,
+) -> Result<Imported, ImportError> {
+    let store = storage(resource);
+    let now = ctx.now_ms();
+    let saved = ctx
+        .storage
+        .checkpoint(&resource.name, WHOLE_FAN_OUT)
+        .await
+        .map_err(&store)?;
+    let done: HashSet<String> = match saved {
+        Some(whole) => {
+            let period = i64::try_from(resource.every.as_millis()).unwrap_or(i64::MAX);
+            let after = whole.started_at_ms.max(now.saturating_sub(period));
+            let done = ctx
+                .storage
+                .scopes_finished_after(&resource.name, after)
+                .await
+                .map_err(&store)?;
+            tracing::info!(resource = %resource.name, started_at_ms = whole.started_at_ms, done = done.len(), "resuming an unfinished fan-out");
+            done.into_iter().collect()
+        }
+        None => {
+            let whole = Checkpoint {
+                cursor: String::new(),
+                pages_done: 0,
+                records_done: 0,
+                started_at_ms: now,
+            };
+            ctx.storage
+                .save_checkpoint(&resource.name, WHOLE_FAN_OUT, &whole)
+                .await
+                .map_err(&store)?;
+            HashSet::new()
+        }
     };
     let mut total = Imported::default();
     let mut after: Option<String> = None;
@@ -97,11 +154,15 @@ pub async fn import_resource(
             .storage
             .list(&for_each.resource, &query)
             .await
-            .map_err(storage(resource))?;
+            .map_err(&store)?;
         let Some(last) = parents.last() else { break };
         after = Some(last.id.clone());
         let mut children = FuturesUnordered::new();
-        let mut pending = parents.iter();
+        let mut pending = parents.iter().filter(|parent| {
+            let skip = done.contains(&parent.id);
+            total.skipped += u64::from(skip);
+            !skip
+        });
         loop {
             while children.len() < ctx.source.concurrency as usize {
                 let Some(parent) = pending.next() else { break };
@@ -115,15 +176,19 @@ pub async fn import_resource(
                 let path = page::fill_path(&resource.path, &values);
                 children.push(async move { import_scope(ctx, resource, &parent.id, &path).await });
             }
-            let Some(done) = children.next().await else {
+            let Some(child) = children.next().await else {
                 break;
             };
-            let done = done?;
-            total.pages += done.pages;
-            total.records += done.records;
+            let child = child?;
+            total.pages += child.pages;
+            total.records += child.records;
             total.scopes += 1;
         }
     }
+    ctx.storage
+        .clear_checkpoint(&resource.name, WHOLE_FAN_OUT)
+        .await
+        .map_err(&store)?;
     Ok(total)
 }
 
@@ -279,6 +344,6 @@ async fn import_scope(
     Ok(Imported {
         pages,
         records,
-        scopes: 0,
+        ..Imported::default()
     })
 }
