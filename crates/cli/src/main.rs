@@ -84,7 +84,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
-        .with_writer(std::io::stderr)
+        // Above the progress bars while an import draws them.
+        .with_writer(commands::progress::log_writer)
         .init();
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(&args),

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
 pub mod demo;
+pub mod once;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod serve;
 pub mod simulate;

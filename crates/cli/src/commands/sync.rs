@@ -10,7 +10,9 @@ use tollgate_sql::Storage;
 use tollgate_sync::api::ApiState;
 use tollgate_sync::config::SyncConfig;
 use tollgate_sync::daemon::Daemon;
-use tollgate_sync::runner::run_once;
+use tollgate_sync::runner::SourceSummary;
+
+use super::once::{expected_requests, import_once};
 
 /// Arguments of `tollgate sync`.
 #[derive(Debug, Args)]
@@ -27,6 +29,12 @@ pub struct SyncArgs {
     /// `postgres://user@host/db`.
     #[arg(long, value_name = "URL", env = "TOLLGATE_STORE")]
     store: Option<String>,
+    /// Share each key's budget with every other sync process that names the
+    /// same Redis server (`redis://host:port`), overriding the file's `redis`:
+    /// together they keep to the provider's limits exactly, pause together
+    /// after a 429, and a restarted process knows what the others sent.
+    #[arg(long, value_name = "URL", env = "TOLLGATE_REDIS")]
+    redis: Option<String>,
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
@@ -50,6 +58,9 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<()> {
     if let Some(store) = &args.store {
         config.store = store.clone();
     }
+    if let Some(redis) = &args.redis {
+        config.redis = Some(redis.clone());
+    }
     if args.check {
         let resources: usize = config.sources.iter().map(|s| s.resources.len()).sum();
         println!(
@@ -70,7 +81,7 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<()> {
         if !args.once {
             return daemon(&config, storage).await;
         }
-        let summaries = run_once(&config, &storage, Arc::new(SystemClock::new())).await?;
+        let summaries = once(&config, &storage).await?;
         let mut failed = false;
         println!(
             "{:<16} {:>9} {:>9} {:>6} {:>9} {:>8}  result",
@@ -109,32 +120,54 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Imports every resource once, with a progress bar per source on a terminal.
+async fn once(config: &SyncConfig, storage: &Storage) -> anyhow::Result<Vec<SourceSummary>> {
+    let daemon = Daemon::connect(config, storage, Arc::new(SystemClock::new())).await?;
+    let mut expected = Vec::new();
+    for source in &config.sources {
+        expected.push(expected_requests(source, storage).await);
+    }
+    Ok(import_once(&daemon.sources, &expected).await)
+}
+
 /// Runs every import on schedule and serves the read API until SIGTERM.
 async fn daemon(config: &SyncConfig, storage: Storage) -> anyhow::Result<()> {
     let clock: Arc<dyn tollgate_core::Clock> = Arc::new(SystemClock::new());
-    let daemon = Arc::new(Daemon::new(config, &storage, Arc::clone(&clock))?);
+    let daemon = Arc::new(Daemon::connect(config, &storage, Arc::clone(&clock)).await?);
     if let Some(listen) = config.listen {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}; is another process using it?"))?;
-        let state = ApiState {
-            storage: storage.clone(),
-            daemon: Arc::clone(&daemon),
-            clock,
-            resources: Arc::new(
-                config
-                    .sources
-                    .iter()
-                    .flat_map(|s| s.resources.iter().map(|r| r.name.clone()))
-                    .collect(),
-            ),
-        };
+        let router = read_api(config, &storage, &daemon, clock);
         tracing::info!(%listen, "read API serving");
-        tokio::spawn(async move { axum::serve(listener, tollgate_sync::api::router(state)).await });
+        tokio::spawn(async move { axum::serve(listener, router).await });
     }
     daemon.run(super::shutdown_signal()).await;
     storage.close().await;
     Ok(())
+}
+
+/// The read API and status page of `daemon`'s sources: records per resource
+/// under `/v1/{resource}`, `/status`, and the page at `/`.
+pub fn read_api(
+    config: &SyncConfig,
+    storage: &Storage,
+    daemon: &Arc<Daemon>,
+    clock: Arc<dyn tollgate_core::Clock>,
+) -> axum::Router {
+    let state = ApiState {
+        storage: storage.clone(),
+        daemon: Arc::clone(daemon),
+        clock,
+        resources: Arc::new(
+            config
+                .sources
+                .iter()
+                .flat_map(|s| s.resources.iter().map(|r| r.name.clone()))
+                .collect(),
+        ),
+    };
+    tollgate_sync::api::router(state)
 }
 
 /// Prints each resource's freshness and each source's 429s.

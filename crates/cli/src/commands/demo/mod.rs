@@ -19,9 +19,12 @@ use tollgate_gateway::config::GatewayConfig;
 use tollgate_gateway::keys::Keys;
 use tollgate_sql::Storage;
 use tollgate_sync::config::SyncConfig;
+use tollgate_sync::daemon::Daemon;
 use tollgate_sync::report::report;
-use tollgate_sync::runner::run_once;
 use tollgate_testkit::{ExampleApi, Limits, Resource, sync_resources_toml};
+
+use super::once::import_once;
+use super::progress::Expected;
 
 /// Arguments of `tollgate demo`.
 #[derive(Debug, Args)]
@@ -37,6 +40,7 @@ pub struct DemoArgs {
 
 const NAIVE_KEY: &str = "tg_demo_naive_client_00001";
 const SYNC_KEY: &str = "tg_demo_sync_daemon_000002";
+const ADMIN_TOKEN: &str = "demo-admin-token";
 
 /// What the demo showed, for the summary (and the test that checks it).
 struct Summary {
@@ -126,12 +130,7 @@ algorithm = "fixed"
         .await?;
     keys.create_with_secret("sync daemon", SYNC_KEY, "demo")
         .await?;
-    let gateway = Gateway::new(
-        config,
-        keys,
-        Arc::clone(&clock),
-        Some("demo-admin-token".into()),
-    );
+    let gateway = Gateway::new(config, keys, Arc::clone(&clock), Some(ADMIN_TOKEN.into()));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let admin = TcpListener::bind("127.0.0.1:0").await?;
     let gateway_url = format!("http://{}", listener.local_addr()?);
@@ -150,11 +149,9 @@ algorithm = "fixed"
     std::fs::write(&key_file, SYNC_KEY)?;
     let sync_config = sync_config(&dir, &gateway_url, &key_file, secs)?;
     let storage = Storage::connect(&sync_config.store).await?;
-    let started = Instant::now();
-    let progress = tokio::spawn(progress(storage.clone()));
-    let summaries = run_once(&sync_config, &storage, Arc::clone(&clock)).await?;
-    progress.abort();
-    let sync = &summaries[0];
+    // The daemon's contexts (pacers and counters) serve the import here and,
+    // with --keep, the imports on schedule after it: one budget throughout.
+    let daemon = Arc::new(Daemon::new(&sync_config, &storage, Arc::clone(&clock))?);
     let expected: u64 = [
         Resource::Channels,
         Resource::ChannelUsers,
@@ -164,12 +161,15 @@ algorithm = "fixed"
     .into_iter()
     .map(|r| api.handle.expected_records(r).len() as u64)
     .sum();
+    let started = Instant::now();
+    let summaries = import_once(&daemon.sources, &[Expected::Records(expected)]).await;
+    let sync = &summaries[0];
     let mut stored = 0;
     for table in ["channels", "channel_users", "properties", "tenancies"] {
         stored += storage.count(table).await?;
     }
     println!(
-        "\r  done: {} requests, {stored} records stored in SQLite, {} 429s",
+        "  done: {} requests, {stored} records stored in SQLite, {} 429s",
         sync.requests, sync.rejected_429
     );
 
@@ -195,7 +195,7 @@ algorithm = "fixed"
         println!("\nStill running (Ctrl-C to stop):");
         println!("  provider   http://{}/v1/properties?page=1", api.addr);
         println!("  gateway    {gateway_url}/v1/properties   (X-Api-Key: {SYNC_KEY})");
-        println!("  admin      {admin_url}/admin/keys   (Authorization: Bearer demo-admin-token)");
+        println!("  admin      {admin_url}/admin/keys   (Authorization: Bearer {ADMIN_TOKEN})");
         println!("  metrics    {admin_url}/metrics");
         println!("  store      {}", sync_config.store);
         super::shutdown_signal().await;
@@ -293,19 +293,6 @@ concurrency = 4
         ),
     );
     Ok(SyncConfig::parse(&text, &dir.join("sync.toml"))?)
-}
-
-/// Prints the records stored so far, on one line, twice a second.
-async fn progress(storage: Storage) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut stored = 0;
-        for table in ["channels", "channel_users", "properties", "tenancies"] {
-            stored += storage.count(table).await.unwrap_or(0);
-        }
-        print!("\r  {stored} records stored…");
-        let _ = std::io::Write::flush(&mut std::io::stdout());
-    }
 }
 
 fn print_summary(s: &Summary) {
