@@ -26,18 +26,26 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}` is not a duration: write it like `1s`, `250ms` or `5min`"))
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
+/// Completes on SIGTERM or Ctrl-C. The handlers are in place from the call on
+/// (not from the first poll), so a signal sent as soon as a URL is printed is
+/// not lost: call it inside the runtime, before announcing anything.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    {
+    let (mut term, mut interrupt) = {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        (
+            signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            signal(SignalKind::interrupt()).expect("SIGINT handler"),
+        )
+    };
+    async move {
+        #[cfg(unix)]
         tokio::select! {
             _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt.recv() => {}
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutting down");
 }

@@ -4,7 +4,10 @@
 //! tenancies), `tollgate serve` in front of it with the seeds' limits scaled
 //! down by `--speed`, a naive client that retries at once on 429 (and gets its
 //! key blocked), `tollgate sync` importing everything through the same gateway
-//! (zero 429s), and the `tollgate report` for the sync key.
+//! (zero 429s), and the `tollgate report` for the sync key. With `--keep`
+//! everything goes on running ([`keep`]).
+
+mod keep;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -151,7 +154,7 @@ algorithm = "fixed"
     let storage = Storage::connect(&sync_config.store).await?;
     // The daemon's contexts (pacers and counters) serve the import here and,
     // with --keep, the imports on schedule after it: one budget throughout.
-    let daemon = Arc::new(Daemon::new(&sync_config, &storage, Arc::clone(&clock))?);
+    let daemon = Arc::new(Daemon::connect(&sync_config, &storage, Arc::clone(&clock)).await?);
     let expected: u64 = [
         Resource::Channels,
         Resource::ChannelUsers,
@@ -192,13 +195,12 @@ algorithm = "fixed"
     print_summary(&summary);
 
     if keep {
-        println!("\nStill running (Ctrl-C to stop):");
-        println!("  provider   http://{}/v1/properties?page=1", api.addr);
-        println!("  gateway    {gateway_url}/v1/properties   (X-Api-Key: {SYNC_KEY})");
-        println!("  admin      {admin_url}/admin/keys   (Authorization: Bearer {ADMIN_TOKEN})");
-        println!("  metrics    {admin_url}/metrics");
-        println!("  store      {}", sync_config.store);
-        super::shutdown_signal().await;
+        let urls = keep::Urls {
+            provider: format!("http://{}", api.addr),
+            gateway: gateway_url,
+            admin: admin_url,
+        };
+        keep::keep_running(&urls, &sync_config, &storage, &daemon, clock).await?;
     }
     let _ = stop_gateway.send(());
     let _ = served.await;
