@@ -26,6 +26,8 @@ enum Command {
     ///     tollgate demo              # the seeds limits, 6 times faster
     ///
     ///     tollgate demo --speed max  # as fast as the demo can go
+    ///
+    ///     tollgate demo --keep       # then leave it running to explore
     Demo(commands::demo::DemoArgs),
     /// Plan an even schedule of recurring requests inside a provider's limits.
     ///

@@ -36,7 +36,9 @@ pub struct DemoArgs {
     /// becomes 50 per 60/SPEED s. A number, or `max` (50 per second).
     #[arg(long, default_value = "6")]
     speed: String,
-    /// Keep everything running afterwards and print the URLs to explore.
+    /// Keep everything running afterwards and print the URLs to explore: the
+    /// gateway and its admin API, and the sync daemon importing on schedule
+    /// through it, with its read API and status page. Ctrl-C stops it all.
     #[arg(long)]
     keep: bool,
 }
