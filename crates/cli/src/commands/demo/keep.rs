@@ -117,12 +117,15 @@ async fn print_urls(urls: &Urls, read: &str, config: &SyncConfig, storage: &Stor
     }
 }
 
-/// `15 min`, `5 s`, `2.5 s`.
+/// `15 min`, `63.9 min`, `5 s`, `2.5 s`.
 fn period(every: Duration) -> String {
     let secs = every.as_secs_f64();
-    if every.subsec_millis() == 0 && every.as_secs() >= 60 && every.as_secs() % 60 == 0 {
+    let whole = every.subsec_millis() == 0;
+    if whole && every.as_secs() >= 60 && every.as_secs() % 60 == 0 {
         format!("{} min", every.as_secs() / 60)
-    } else if every.subsec_millis() == 0 {
+    } else if secs >= 60.0 {
+        format!("{:.1} min", secs / 60.0)
+    } else if whole {
         format!("{} s", every.as_secs())
     } else {
         format!("{secs:.1} s")
@@ -137,7 +140,8 @@ mod tests {
     fn periods_read_as_people_write_them() {
         assert_eq!(period(Duration::from_secs(900)), "15 min");
         assert_eq!(period(Duration::from_secs(5)), "5 s");
-        assert_eq!(period(Duration::from_secs(90)), "90 s");
+        assert_eq!(period(Duration::from_secs(90)), "1.5 min");
+        assert_eq!(period(Duration::from_millis(3_832_500)), "63.9 min");
         assert_eq!(period(Duration::from_millis(2_500)), "2.5 s");
     }
 }
