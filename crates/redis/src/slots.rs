@@ -19,6 +19,14 @@ use crate::store::RedisStore;
 
 const SOURCE: &str = include_str!("slots.lua");
 
+/// Extends a claim only if `owner` still holds it.
+const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+
+/// Gives a claim up only if `owner` holds it.
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                       return redis.call('DEL', KEYS[1]) else return 0 end";
+
 /// One limit of a shared budget, as a request counts against it.
 #[derive(Clone, Copy, Debug)]
 pub struct SharedLimit<'a> {
@@ -51,6 +59,8 @@ pub struct SharedLimit<'a> {
 pub struct SharedSlots {
     store: RedisStore,
     script: Script,
+    renew: Script,
+    release: Script,
     /// `<prefix>:{<budget>}:`, escaped: one hash slot for the whole budget.
     base: String,
 }
@@ -82,6 +92,8 @@ impl RedisStore {
         SharedSlots {
             store: self.clone(),
             script: Script::new(SOURCE),
+            renew: Script::new(RENEW),
+            release: Script::new(RELEASE),
             base,
         }
     }
@@ -206,5 +218,57 @@ impl SharedSlots {
         Ok(Timestamp::from_nanos(
             until.unsigned_abs().saturating_mul(1_000),
         ))
+    }
+
+    fn claim_key(&self, work: &str) -> String {
+        let mut key = self.base.clone();
+        key.push_str("claim:");
+        escape(work, &mut key);
+        key
+    }
+
+    /// Claims `work` (a page run of one resource and scope) for `owner` for
+    /// `ttl`, unless another owner holds it: processes that share a budget and
+    /// a storage layer divide the work this way instead of fetching the same
+    /// pages twice. Returns whether `owner` holds it now (a claim it already
+    /// held is extended).
+    pub async fn claim(&self, work: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let key = self.claim_key(work);
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.store.clone();
+        let set: Option<String> = conn
+            .query(
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms),
+                "claiming work",
+            )
+            .await?;
+        if set.is_some() {
+            return Ok(true);
+        }
+        self.renew(work, owner, ttl).await
+    }
+
+    /// Extends `owner`'s claim on `work` by `ttl` from now; `false` when it
+    /// no longer holds it (it expired and another took it).
+    pub async fn renew(&self, work: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut call = self.renew.prepare_invoke();
+        call.key(self.claim_key(work))
+            .arg(owner)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        let renewed: i64 = self.store.eval(&call, "renewing a claim").await?;
+        Ok(renewed == 1)
+    }
+
+    /// Gives up `owner`'s claim on `work`, if it still holds it.
+    pub async fn release(&self, work: &str, owner: &str) -> Result<(), StoreError> {
+        let mut call = self.release.prepare_invoke();
+        call.key(self.claim_key(work)).arg(owner);
+        let _: i64 = self.store.eval(&call, "releasing a claim").await?;
+        Ok(())
     }
 }

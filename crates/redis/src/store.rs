@@ -260,6 +260,20 @@ impl RedisStore {
         self.run(charges, Some(now), Mode::Peek).await
     }
 
+    /// Runs a command of another part of the crate on this store's connection,
+    /// an error saying what it was `doing`.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: &mut redis::Cmd,
+        doing: &str,
+    ) -> Result<T, StoreError> {
+        let result = match &mut self.conn {
+            Conn::Single(conn) => cmd.query_async(conn).await,
+            Conn::Cluster(conn) => cmd.query_async(conn).await,
+        };
+        result.map_err(|e| with_context(doing, e))
+    }
+
     /// Runs a script of another part of the crate on this store's connection,
     /// an error saying what it was `doing`.
     pub(crate) async fn eval<T: redis::FromRedisValue>(

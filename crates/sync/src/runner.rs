@@ -81,8 +81,13 @@ pub(crate) async fn share_budgets(
     for ctx in contexts {
         let budget = ctx.budget_name();
         tracing::info!(source = %ctx.source.name, %budget, "the budget is shared in Redis");
-        ctx.pacer
-            .share(store.shared_slots(&budget), ctx.source.timeout);
+        let slots = store.shared_slots(&budget);
+        ctx.pacer.share(slots.clone(), ctx.source.timeout);
+        // A SQLite file is one process's: each needs every record. Processes
+        // on one PostgreSQL database fill the same tables and divide the work.
+        if config.store.starts_with("postgres") {
+            ctx.divide_work(slots, &config.store);
+        }
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! A budget outlives its process and is shared between processes: a restarted
-//! import counts what the previous one sent and waits out its `429`, and two
+//! import counts what the previous one sent and waits out its `429`; two
 //! imports on one key through one Redis server keep to the key's limit
-//! together — against the strict example provider on 127.0.0.1.
+//! together, and, filling one PostgreSQL database, divide the work — against
+//! the strict example provider on 127.0.0.1.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,10 +52,20 @@ async fn provider() -> RunningApi {
 }
 
 fn config(api: &RunningApi, dir: &std::path::Path, redis: Option<&str>) -> SyncConfig {
+    config_with(api, dir, redis, "sqlite://sync.db", &[Resource::Properties])
+}
+
+fn config_with(
+    api: &RunningApi,
+    dir: &std::path::Path,
+    redis: Option<&str>,
+    store: &str,
+    resources: &[Resource],
+) -> SyncConfig {
     let redis = redis.map_or(String::new(), |url| format!("redis = \"{url}\"\n"));
     let text = format!(
         r#"
-store = "sqlite://sync.db"
+store = "{store}"
 {redis}
 [[sources]]
 name = "example"
@@ -68,7 +79,7 @@ concurrency = 2
 "#,
         addr = api.addr,
         key = dir.join("key").display(),
-        resources = sync_resources_toml(&[Resource::Properties], 5),
+        resources = sync_resources_toml(resources, 5),
     );
     SyncConfig::parse(&text, &dir.join("sync.toml")).unwrap()
 }
@@ -143,6 +154,103 @@ async fn two_imports_on_one_key_share_its_budget_through_redis() {
     assert_clean(&second);
     assert_eq!(api.handle.max_in_any_window(KEY, WINDOW), BUDGET as usize);
     assert!(api.handle.blocked_keys().is_empty());
+    for dir in [a, b] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// A database of its own on the test PostgreSQL server; dropped by the caller.
+async fn postgres_database() -> (String, String) {
+    use sqlx::Connection;
+    let server = std::env::var("TOLLGATE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is not reachable at {server} ({e}): scripts/test starts it")
+        });
+    let name = format!(
+        "tollgate_sync_share_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let base = server.rsplit_once('/').unwrap().0;
+    (format!("{base}/{name}"), name)
+}
+
+async fn drop_database(name: &str) {
+    use sqlx::Connection;
+    let server = std::env::var("TOLLGATE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await;
+}
+
+/// Two processes on one key, one Redis server and one PostgreSQL database
+/// import at the same time: each page is fetched once, by one of them, every
+/// record is stored, and together they keep to the key's limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_imports_into_one_database_divide_the_work_and_fetch_no_page_twice() {
+    let api = ExampleApi::builder()
+        .channels(12)
+        .properties(60)
+        .key(KEY)
+        .strict(true)
+        .limits(Limits::per_key(Quota::rolling(Rate::new(BUDGET, WINDOW))))
+        .build()
+        .spawn()
+        .await
+        .unwrap();
+    let url = redis_url();
+    let (store, database) = postgres_database().await;
+    let resources = [
+        Resource::Properties,
+        Resource::Channels,
+        Resource::ChannelUsers,
+    ];
+    let (a, b) = (temp_dir("divide-a"), temp_dir("divide-b"));
+    let config_a = config_with(&api, &a, Some(&url), &store, &resources);
+    let config_b = config_with(&api, &b, Some(&url), &store, &resources);
+    let (first, second) = tokio::join!(import(&config_a), import(&config_b));
+    assert_clean(&first);
+    assert_clean(&second);
+    assert!(
+        first.requests > 0 && second.requests > 0,
+        "both took part: {first:?} {second:?}"
+    );
+
+    let mut fetched: Vec<String> = api
+        .handle
+        .log()
+        .iter()
+        .filter(|e| e.status.is_some_and(|s| (200..300).contains(&s)))
+        .map(|e| e.path.clone())
+        .collect();
+    let total = fetched.len();
+    fetched.sort();
+    fetched.dedup();
+    assert_eq!(fetched.len(), total, "a page was fetched twice");
+
+    let storage = Storage::connect(&store).await.unwrap();
+    for (table, resource) in [
+        ("properties", Resource::Properties),
+        ("channels", Resource::Channels),
+    ] {
+        let expected = api.handle.expected_records(resource).len() as u64;
+        assert_eq!(storage.count(table).await.unwrap(), expected, "{table}");
+    }
+    storage.close().await;
+    assert_eq!(api.handle.max_in_any_window(KEY, WINDOW), BUDGET as usize);
+    drop_database(&database).await;
     for dir in [a, b] {
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -208,3 +208,29 @@ async fn four_processes_never_over_run_a_provider_that_counts_anywhere_in_flight
     assert!(counted.len() >= 250, "only {} sent in 60 s", counted.len());
     cleanup(&prefix).await;
 }
+
+#[tokio::test]
+async fn work_claimed_by_one_process_is_not_claimed_by_another_until_released_or_expired() {
+    let prefix = unique_prefix("shared-claim");
+    let [a, b] = <[SharedSlots; 2]>::try_from(processes(&prefix, 2).await).unwrap();
+    let ttl = Duration::from_secs(60);
+    assert!(a.claim("properties/", "a", ttl).await.unwrap());
+    assert!(!b.claim("properties/", "b", ttl).await.unwrap());
+    // The owner extends it; the other cannot.
+    assert!(a.claim("properties/", "a", ttl).await.unwrap());
+    assert!(!b.renew("properties/", "b", ttl).await.unwrap());
+    // Another's release changes nothing; the owner's frees it.
+    b.release("properties/", "b").await.unwrap();
+    assert!(!b.claim("properties/", "b", ttl).await.unwrap());
+    a.release("properties/", "a").await.unwrap();
+    assert!(b.claim("properties/", "b", ttl).await.unwrap());
+    // A claim whose owner died expires.
+    assert!(
+        a.claim("tenancies/", "a", Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(b.claim("tenancies/", "b", ttl).await.unwrap());
+    cleanup(&prefix).await;
+}

@@ -1,8 +1,8 @@
 //! Everything the imports of one source share.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use tollgate_core::{Clock, Rate, Timestamp};
 use tollgate_sql::Storage;
 
+use super::claim::Division;
 use crate::config::Source;
 use crate::pacer::{Pacer, PastRequest};
 
@@ -54,6 +55,9 @@ pub struct SourceContext {
     pub endpoint_limits: HashMap<String, usize>,
     /// A `429` was recorded and the next call not yet.
     pending_429: AtomicBool,
+    /// The work division with other processes, when they share this
+    /// process's budget and storage layer.
+    pub(crate) division: OnceLock<Division>,
 }
 
 /// Why a source cannot start.
@@ -123,6 +127,7 @@ impl SourceContext {
             stats: SourceStats::default(),
             endpoint_limits,
             pending_429: AtomicBool::new(false),
+            division: OnceLock::new(),
         })
     }
 
@@ -136,6 +141,12 @@ impl SourceContext {
         digest.update(self.key_value.as_bytes());
         let digest = digest.finalize();
         digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Divides the work with the other processes that share `slots` and the
+    /// storage layer at `store_url` (see [`CLAIM_TTL`](super::CLAIM_TTL)).
+    pub fn divide_work(&self, slots: tollgate_redis::SharedSlots, store_url: &str) {
+        let _ = self.division.set(Division::new(slots, store_url));
     }
 
     /// The longest window of the budget and the endpoints' limits, as known now.

@@ -28,6 +28,9 @@ pub struct Imported {
     /// Fan-out children not asked again: an interrupted earlier run of the
     /// same fan-out had finished them.
     pub skipped: u64,
+    /// Page runs (the resource, or fan-out children) left to another process
+    /// that shares the budget and the storage layer and was importing them.
+    pub elsewhere: u64,
 }
 
 /// Why an import stopped.
@@ -90,7 +93,17 @@ pub async fn import_resource(
         .await
         .map_err(storage(resource))?;
     match &resource.for_each {
-        None => import_scope(ctx, resource, "", &resource.path).await,
+        None => match ctx.claim(&resource.name, "").await {
+            Some(claim) => {
+                let imported = import_scope(ctx, resource, "", &resource.path).await?;
+                claim.finish(resource.every).await;
+                Ok(imported)
+            }
+            None => Ok(Imported {
+                elsewhere: 1,
+                ..Imported::default()
+            }),
+        },
         Some(for_each) => import_fan_out(ctx, resource, for_each).await,
     }
 }
@@ -174,12 +187,22 @@ async fn import_fan_out(
                     })
                     .collect();
                 let path = page::fill_path(&resource.path, &values);
-                children.push(async move { import_scope(ctx, resource, &parent.id, &path).await });
+                children.push(async move {
+                    let Some(claim) = ctx.claim(&resource.name, &parent.id).await else {
+                        return Ok(None);
+                    };
+                    let imported = import_scope(ctx, resource, &parent.id, &path).await?;
+                    claim.finish(resource.every).await;
+                    Ok(Some(imported))
+                });
             }
             let Some(child) = children.next().await else {
                 break;
             };
-            let child = child?;
+            let Some(child) = child? else {
+                total.elsewhere += 1;
+                continue;
+            };
             total.pages += child.pages;
             total.records += child.records;
             total.scopes += 1;
