@@ -87,3 +87,51 @@ every = "1min"
     assert_eq!(json[0]["key_last5"], "56789");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `--redis` reaches the import: with a server that does not answer, nothing
+/// is sent and the error says what to do.
+#[test]
+fn sync_with_an_unreachable_redis_says_so_and_sends_nothing() {
+    let dir = std::env::temp_dir().join(format!("tollgate-sync-cli-redis-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key"), KEY).unwrap();
+    let config = dir.join("sync.toml");
+    // Port 9 on loopback: nothing listens there, for Redis nor for the source.
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+store = "sqlite://sync.db"
+[[sources]]
+name = "example"
+base_url = "http://127.0.0.1:9"
+key = {{ file = "{key}" }}
+limits = ["100/s"]
+[[sources.resources]]
+name = "properties"
+path = "/v1/properties"
+records = "/data"
+every = "1min"
+"#,
+            key = dir.join("key").display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let out = tollgate(&[
+        "sync",
+        "--config",
+        config,
+        "--once",
+        "--redis",
+        "redis://127.0.0.1:9",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot reach the Redis server that shares the budgets"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("redis://127.0.0.1:9"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
