@@ -416,12 +416,11 @@ fn count(requests: &[&LogEntry], status: u16) -> usize {
     requests.iter().filter(|e| e.status == Some(status)).count()
 }
 
-// It fails today, on two real defects it was written to catch: a restarted
-// process neither knows the killed one's recent sends nor its pause after a
-// 429, so a strict provider can block the key; and a fan-out forgets which
-// children it finished, so they are fetched again. Both are described, with
-// fixes, in docs/benchmarks-sync.md. Remove the `ignore` with the fixes.
-#[ignore = "fails until a restarted sync resumes the previous process's pause and a fan-out keeps its progress"]
+// It was committed ignored, failing on the two defects it was written to
+// catch: a restarted process knew neither the killed one's recent sends nor
+// its pause after a 429 (now read back from the store at start-up), and a
+// fan-out forgot which children it had finished (now it keeps a checkpoint of
+// its own, scope "", until every child is done).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_import_loses_nothing_fetches_again_only_the_pages_in_flight_and_never_gets_the_key_blocked()
  {
