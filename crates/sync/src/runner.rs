@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tollgate_core::Clock;
 use tollgate_sql::Storage;
 
-use crate::config::{Source, SyncConfig};
+use crate::config::SyncConfig;
 use crate::import::{ImportError, SourceContext, import_resource};
 
 /// What a run did for one source.
@@ -110,17 +110,23 @@ pub async fn run_once(
     for ctx in &contexts {
         ctx.restore().await;
     }
-    let runs = contexts.iter().map(|ctx| run_source_once(ctx, &ctx.source));
+    let runs = contexts.iter().map(|ctx| run_source(ctx));
     Ok(futures_util::future::join_all(runs).await)
 }
 
-async fn run_source_once(ctx: &SourceContext, source: &Source) -> SourceSummary {
+/// Imports every resource of one source once, in the order written (a fan-out
+/// after its parent): what [`run_once`] does per source, for a caller that
+/// keeps the contexts (to watch their counters, or to hand them to the daemon
+/// afterwards). A resource that fails is recorded and the others go on; a
+/// `403` stops the source.
+pub async fn run_source(ctx: &SourceContext) -> SourceSummary {
+    let source = &ctx.source;
     let started = Instant::now();
     let mut errors = Vec::new();
     for resource in &source.resources {
         match import_resource(ctx, resource).await {
             Ok(done) => {
-                tracing::info!(source = %source.name, resource = %resource.name, pages = done.pages, records = done.records, "imported")
+                tracing::info!(source = %source.name, resource = %resource.name, pages = done.pages, records = done.records, elsewhere = done.elsewhere, "imported")
             }
             Err(err) => {
                 report(ctx, &err).await;

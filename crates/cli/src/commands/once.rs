@@ -2,19 +2,16 @@
 //! caller keeps: the bars read their counters while the import runs, and the
 //! demo hands the same contexts (the same pacers) to the daemon afterwards.
 //!
-//! It does what `tollgate_sync::runner::run_once` does — each source's
-//! resources in the order written, a failed resource recorded and the others
-//! going on, a `403` stopping its source — except that `run_once` builds its
-//! contexts inside and drops them, so nothing could watch them.
+//! Each source runs `tollgate_sync::runner::run_source`, as `run_once` does;
+//! `run_once` builds its contexts inside and drops them, so nothing could
+//! watch them.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use tollgate_sql::Storage;
 use tollgate_sync::config::{Resource, Source};
-use tollgate_sync::import::{SourceContext, import_resource};
-use tollgate_sync::runner::SourceSummary;
+use tollgate_sync::import::SourceContext;
+use tollgate_sync::runner::{SourceSummary, run_source};
 
 use super::progress::{Bars, Expected};
 
@@ -29,7 +26,7 @@ pub async fn import_once(
         futures_util::future::join_all(sources.iter().enumerate().map(|(index, ctx)| {
             let bars = &bars;
             async move {
-                let summary = import_source(ctx).await;
+                let summary = run_source(ctx).await;
                 bars.source_done(index);
                 summary
             }
@@ -37,45 +34,6 @@ pub async fn import_once(
         .await;
     bars.finish().await;
     summaries
-}
-
-async fn import_source(ctx: &SourceContext) -> SourceSummary {
-    let started = Instant::now();
-    let mut errors = Vec::new();
-    for resource in &ctx.source.resources {
-        match import_resource(ctx, resource).await {
-            Ok(done) => {
-                tracing::info!(source = %ctx.source.name, resource = %resource.name, pages = done.pages, records = done.records, "imported");
-            }
-            Err(err) => {
-                tracing::error!(source = %ctx.source.name, %err, "import failed");
-                if let Err(store) = ctx
-                    .storage
-                    .record_error(&resource.name, "", &err.to_string(), ctx.now_ms())
-                    .await
-                {
-                    tracing::warn!(%store, "cannot record the error");
-                }
-                errors.push(err.to_string());
-                if err.is_forbidden() {
-                    break;
-                }
-            }
-        }
-    }
-    let stats = &ctx.stats;
-    SourceSummary {
-        name: ctx.source.name.clone(),
-        requests: stats.requests.load(Ordering::Relaxed),
-        rejected_429: stats.rejected_429.load(Ordering::Relaxed),
-        failures: stats.failures.load(Ordering::Relaxed),
-        pages: stats.pages.load(Ordering::Relaxed),
-        unchanged: stats.unchanged.load(Ordering::Relaxed),
-        records: stats.records.load(Ordering::Relaxed),
-        forbidden: stats.forbidden.load(Ordering::Relaxed),
-        errors,
-        elapsed: started.elapsed(),
-    }
 }
 
 /// About how many requests one import of `source` takes, as the planner
