@@ -63,9 +63,11 @@
 //!
 //! **`sync_checkpoints`** (`resource`, `scope`, `cursor`, `pages_done`,
 //! `records_done`, `started_at_ms`): where an unfinished run resumes. `scope`
-//! is `''` for a plain resource and the parent's id for a fan-out ("for each
-//! channel, its users"); `cursor` is opaque (a page number, a cursor token or
-//! the next URL).
+//! is `''` for a plain resource and the parent's id for a fan-out's child ("for
+//! each channel, its users"); a fan-out as a whole also keeps one at `''` while
+//! it is unfinished, whose `started_at_ms` tells a resumed run which children
+//! are already done. `cursor` is opaque (a page number, a cursor token or the
+//! next URL).
 //!
 //! **`sync_resources`** (`resource`, `scope`, `last_success_ms`,
 //! `last_duration_ms`, `last_pages`, `last_records`, `last_error`,
@@ -76,6 +78,11 @@
 //! **`rate_limit_events`** (`id`, `source`, `at_ms`, `retry_at_ms`,
 //! `next_call_ms`, `honoured`): every `429` and whether the next call to that
 //! source waited until `retry_at_ms`, see [`RateLimitEvent`].
+//!
+//! **`sync_requests`** (`source`, `id`, `endpoint`, `sent_at_ms`,
+//! `answered_at_ms`): the requests of each source's last window, written when
+//! each goes out and when its answer arrives, so a restarted process knows the
+//! budget the previous one used, see [`Storage::recent_requests`].
 //!
 //! Ids sort by their bytes on both backends (PostgreSQL columns use `COLLATE
 //! "C"`), so keyset pages come out the same.
