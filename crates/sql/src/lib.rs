@@ -84,6 +84,10 @@
 //! each goes out and when its answer arrives, so a restarted process knows the
 //! budget the previous one used, see [`Storage::recent_requests`].
 //!
+//! **`sync_events`** (`source`, `id`, `signed_at_ms`, `received_at_ms`): the
+//! webhook events applied within their source's tolerance window, so a replay
+//! is refused after a restart too, see [`Storage::claim_event`].
+//!
 //! Ids sort by their bytes on both backends (PostgreSQL columns use `COLLATE
 //! "C"`), so keyset pages come out the same.
 //!
@@ -110,6 +114,7 @@ macro_rules! on_pool {
 mod connect;
 mod dialect;
 mod error;
+mod events;
 mod name;
 mod rate_limit;
 mod records;
@@ -122,6 +127,7 @@ mod watermark;
 mod write;
 
 pub use error::StorageError;
+pub use events::EventClaim;
 pub use name::MAX_RESOURCE_NAME;
 pub use requests::SentRequest;
 pub use storage::Storage;

@@ -6,6 +6,7 @@
 //! Without it the PostgreSQL half fails, saying how to start it.
 
 mod crash;
+mod events;
 mod names;
 mod rate_limit;
 mod reads;
@@ -58,4 +59,7 @@ on_both_backends! {
     names::an_unknown_resource_says_to_ensure_it,
     crash::killed_mid_import_loses_and_duplicates_nothing,
     crash::page_throughput,
+    events::a_claimed_event_is_refused_again_even_after_reopening,
+    events::old_events_are_forgotten_and_a_released_one_is_claimed_again,
+    events::of_concurrent_claims_of_one_event_exactly_one_wins,
 }
