@@ -79,6 +79,13 @@
 //! `next_call_ms`, `honoured`): every `429` and whether the next call to that
 //! source waited until `retry_at_ms`, see [`RateLimitEvent`].
 //!
+//! **`outbox`** (`id`, `source`, `idempotency_key`, `method`, `path`,
+//! `content_type`, `body`, `priority`, `state`, `attempts`, `next_attempt_ms`,
+//! `created_at_ms`, `updated_at_ms`, `response_status`,
+//! `response_content_type`, `response_body`, `error`): requests meant for a
+//! provider, stored before they are accepted and delivered inside the
+//! source's budget, see [`Submission`].
+//!
 //! **`sync_requests`** (`source`, `id`, `endpoint`, `sent_at_ms`,
 //! `answered_at_ms`): the requests of each source's last window, written when
 //! each goes out and when its answer arrives, so a restarted process knows the
@@ -116,6 +123,7 @@ mod dialect;
 mod error;
 mod events;
 mod name;
+mod outbox;
 mod rate_limit;
 mod records;
 mod requests;
@@ -129,6 +137,10 @@ mod write;
 pub use error::StorageError;
 pub use events::EventClaim;
 pub use name::MAX_RESOURCE_NAME;
+pub use outbox::{
+    Attempt, NewSubmission, Priority, ProviderAnswer, Submission, SubmissionFilter,
+    SubmissionState, Submitted,
+};
 pub use requests::SentRequest;
 pub use storage::Storage;
 pub use types::{

@@ -8,6 +8,7 @@
 mod crash;
 mod events;
 mod names;
+mod outbox;
 mod rate_limit;
 mod reads;
 mod records;
@@ -57,6 +58,12 @@ on_both_backends! {
     requests::the_latest_retry_instant_is_read_back,
     names::bad_resource_names_say_what_to_write,
     names::an_unknown_resource_says_to_ensure_it,
+    outbox::a_submission_is_stored_once_per_idempotency_key,
+    outbox::claims_go_by_priority_then_age_and_never_twice,
+    outbox::two_workers_never_claim_the_same_submission,
+    outbox::attempts_end_delivered_failed_or_queued_again,
+    outbox::in_flight_ones_are_queued_again_after_a_crash,
+    outbox::cancel_and_retry_by_hand,
     crash::killed_mid_import_loses_and_duplicates_nothing,
     crash::page_throughput,
     events::a_claimed_event_is_refused_again_even_after_reopening,
