@@ -4,18 +4,20 @@
 //! minimum `R × W / N` for the `R` requests the data needs.
 //!
 //! ```sh
-//! cargo bench -p tollgate-sync --bench budget                       # both scenarios, about 1 min
+//! cargo bench -p tollgate-sync --bench budget                       # all three scenarios, about 1.5 min
 //! cargo bench -p tollgate-sync --bench budget -- --only discover    # one of them
 //! cargo bench -p tollgate-sync --bench budget -- --channels 900 --concurrency 16
 //! cargo bench -p tollgate-sync --bench budget -- --limit 3/6s --channels 10 --only discover
 //! ```
 //!
 //! Scenarios: `known` (`limits = ["50/2s"]`, the provider sends no RateLimit
-//! headers) and `discover` (`limits = "discover"`, the provider advertises the
-//! IETF `RateLimit-Policy`/`RateLimit` fields). The provider is not strict (a
-//! block would end the measurement); requests that came before a retry instant
-//! are counted all the same (`early`). The figures and the targets are in
-//! docs/benchmarks-sync.md.
+//! headers), `discover` (`limits = "discover"`, the provider advertises the
+//! IETF `RateLimit-Policy`/`RateLimit` fields) and `gateway` (`known`, through
+//! `tollgate serve` — the gateway, in this process — enforcing the budget in
+//! front of a provider without limits of its own, as a real deployment has it).
+//! The provider is not strict (a block would end the measurement); requests
+//! that came before a retry instant are counted all the same (`early`). The
+//! figures and the targets are in docs/benchmarks-sync.md.
 //!
 //! Not a criterion bench: one measurement is one import of half a minute.
 
@@ -23,6 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tollgate_core::{Quota, Rate, SystemClock};
+use tollgate_gateway::Gateway;
+use tollgate_gateway::config::GatewayConfig;
+use tollgate_gateway::keys::Keys;
 use tollgate_sql::Storage;
 use tollgate_sync::config::SyncConfig;
 use tollgate_sync::runner::run_once;
@@ -146,19 +151,68 @@ every = "1h"
     SyncConfig::parse(&text, &dir.join("sync.toml")).expect("the bench's configuration")
 }
 
+/// `tollgate serve` in front of `upstream`, enforcing `budget` per key with
+/// the rolling log; returns its address and what stops it.
+async fn gateway(
+    upstream: std::net::SocketAddr,
+    budget: Rate,
+    dir: &std::path::Path,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let toml = format!(
+        r#"
+listen = "127.0.0.1:0"
+[[upstreams]]
+name = "api"
+url = "http://{upstream}"
+[[routes]]
+name = "everything"
+path = "/{{*rest}}"
+[[limits]]
+name = "per-key"
+rate = "{budget}"
+"#
+    );
+    let config = GatewayConfig::parse(&toml, &dir.join("gateway.toml"))
+        .expect("the gateway's configuration");
+    let keys = Keys::open_in_memory()
+        .await
+        .expect("an in-memory key store");
+    keys.create_with_secret("sync", KEY, "bench")
+        .await
+        .expect("the key is created");
+    let gateway = Gateway::new(config, keys, Arc::new(SystemClock::new()), None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(gateway.serve(listener, None, async move {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
 async fn measure(scenario: &'static str, options: &Options) -> Measured {
     let (limits, headers) = match scenario {
-        "known" => (format!("[\"{}\"]", options.budget), HeaderStyle::None),
+        "known" | "gateway" => (format!("[\"{}\"]", options.budget), HeaderStyle::None),
         _ => ("\"discover\"".to_owned(), HeaderStyle::Ietf),
     };
-    let api = ExampleApi::builder()
+    let through_gateway = scenario == "gateway";
+    let provider_limits = if through_gateway {
+        Limits::none()
+    } else {
+        Limits::per_key(Quota::rolling(options.budget))
+    };
+    let mut builder = ExampleApi::builder()
         .channels(options.channels)
         .properties(0)
         .tenancies(0)
         .applicants(0)
-        .key(KEY)
         .headers(headers)
-        .limits(Limits::per_key(Quota::rolling(options.budget)))
+        .limits(provider_limits);
+    // Behind the gateway the provider sees the gateway's key id, not the key.
+    if !through_gateway {
+        builder = builder.key(KEY);
+    }
+    let api = builder
         .build()
         .spawn()
         .await
@@ -170,7 +224,13 @@ async fn measure(scenario: &'static str, options: &Options) -> Measured {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("key"), KEY).unwrap();
-    let config = config(&dir, api.addr, &limits, options.concurrency);
+    let (target, stop_gateway) = if through_gateway {
+        let (addr, stop) = gateway(api.addr, options.budget, &dir).await;
+        (addr, Some(stop))
+    } else {
+        (api.addr, None)
+    };
+    let config = config(&dir, target, &limits, options.concurrency);
     let storage = Storage::connect(&config.store).await.unwrap();
 
     let started = Instant::now();
@@ -194,24 +254,48 @@ async fn measure(scenario: &'static str, options: &Options) -> Measured {
         .map(|pair| pair[1].at.saturating_since(pair[0].at))
         .collect();
     gaps.sort_unstable();
+    // Through the gateway, the provider sees only what the gateway admitted:
+    // the sync's own counts say what was sent and refused.
+    let (sent, rejected) = if through_gateway {
+        (summary.requests, summary.rejected_429)
+    } else {
+        (stats.requests, stats.limited)
+    };
     let measured = Measured {
         scenario,
         budget: options.budget,
         needed: (options.channels / LIST_PAGE + 1 + options.channels) as u64,
-        sent: stats.requests,
-        rejected: stats.limited,
+        sent,
+        rejected,
         early: stats.early,
         elapsed,
         span,
-        most_in_window: handle.max_in_any_window(KEY, options.budget.window()),
+        most_in_window: most_in_any_window(&log, options.budget.window()),
         gaps,
         errors: summary.errors,
         sync_rejected: summary.rejected_429,
     };
     storage.close().await;
+    if let Some(stop) = stop_gateway {
+        let _ = stop.send(());
+    }
     api.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     measured
+}
+
+/// The most requests the provider received in any window (every request of
+/// the bench is the one key's).
+fn most_in_any_window(log: &[tollgate_testkit::LogEntry], window: Duration) -> usize {
+    let mut most = 0;
+    let mut first = 0;
+    for (last, entry) in log.iter().enumerate() {
+        while entry.at.saturating_since(log[first].at) >= window {
+            first += 1;
+        }
+        most = most.max(last + 1 - first);
+    }
+    most
 }
 
 fn machine() -> String {
@@ -266,12 +350,12 @@ fn main() {
         "span",
         "max/W"
     );
-    for scenario in ["known", "discover"] {
+    for scenario in ["known", "discover", "gateway"] {
         if options.only.as_deref().is_some_and(|only| only != scenario) {
             continue;
         }
         let m = runtime.block_on(measure(scenario, &options));
-        let targets = if scenario == "known" {
+        let targets = if scenario != "discover" {
             let ok = m.budget_used() >= 0.98 && m.ratio() <= 1.03 && m.rejected == 0;
             format!(
                 "{}: budget >= 98%, <= 1.03 x min, zero 429s",

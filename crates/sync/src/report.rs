@@ -87,15 +87,28 @@ pub async fn report(
         (Some(start), Some(end)) => u64::try_from(end - start).ok(),
         _ => None,
     };
+    let states = storage.resource_states().await?;
     for (resource, (_, every)) in source.resources.iter().zip(&plan.periods) {
         storage.ensure_resource(&resource.name).await?;
-        let state = storage.resource_state(&resource.name, "").await?;
-        let last_duration_ms = state.as_ref().and_then(|s| s.last_duration_ms);
+        // A fan-out's last import is its children's: their records summed,
+        // from the first one's start to the last one's end.
+        let finished: Vec<_> = states
+            .iter()
+            .filter(|s| s.resource == resource.name)
+            .filter(|s| resource.for_each.is_some() != s.scope.is_empty())
+            .filter_map(|s| {
+                let end = s.last_success_ms?;
+                let start = end - i64::try_from(s.last_duration_ms.unwrap_or(0)).unwrap_or(0);
+                Some((start, end, s.last_records.unwrap_or(0)))
+            })
+            .collect();
+        let start = finished.iter().map(|f| f.0).min();
+        let end = finished.iter().map(|f| f.1).max();
         resources.push(ResourceFacts {
             resource: resource.name.clone(),
             every_s: every.as_secs_f64(),
-            last_duration_ms,
-            last_records: state.as_ref().and_then(|s| s.last_records),
+            last_duration_ms: start.zip(end).and_then(|(s, e)| u64::try_from(e - s).ok()),
+            last_records: (!finished.is_empty()).then(|| finished.iter().map(|f| f.2).sum()),
             stored: storage.count(&resource.name).await?,
         });
     }
@@ -153,7 +166,10 @@ impl Report {
         let frequency: Vec<String> = self
             .resources
             .iter()
-            .map(|r| format!("{} every {}s", r.resource, r.every_s))
+            .map(|r| {
+                let every = crate::api::page::duration((r.every_s * 1000.0).round() as u64);
+                format!("{} every {every}", r.resource)
+            })
             .collect();
         line(&mut out, "Import frequency:", frequency.join("; "));
         line(
@@ -176,7 +192,7 @@ impl Report {
                     r.stored,
                     r.last_records.map_or("-".into(), |n| n.to_string()),
                     r.last_duration_ms
-                        .map_or("-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0))
+                        .map_or("-".into(), crate::api::page::duration)
                 ),
             );
         }

@@ -189,11 +189,21 @@ async fn a_429_from_a_tighter_provider_is_waited_out_and_the_report_shows_it_hon
     assert!(report.rejections.iter().all(|r| r.honoured == Some(true)));
     assert_eq!(report.storage_layer, "SQLite");
     assert_eq!(report.key_last5.as_deref(), Some("56789"));
+    // A fan-out's last import is its children's, summed.
+    let users = report
+        .resources
+        .iter()
+        .find(|r| r.resource == "channel_users")
+        .unwrap();
+    assert_eq!(users.last_records, Some(users.stored), "{users:?}");
+    assert!(users.last_duration_ms.is_some(), "{users:?}");
     let text = report.to_text();
     assert!(
         text.contains("Handles 429:") && text.contains("yes: every 429 was caught"),
         "{text}"
     );
+    // Periods read as a person writes them (planned 15 min, 5 s, …).
+    assert!(text.contains("channel_users every 5.0 s"), "{text}");
     storage.close().await;
     let _ = std::fs::remove_dir_all(&scenario.dir);
 }

@@ -565,7 +565,7 @@ fn number(x: f64) -> String {
 }
 
 /// `ms` for a person: `850 ms`, `12.3 s`, `4 min 5 s`, `2 h 3 min`, `3 d 4 h`.
-fn duration(ms: u64) -> String {
+pub(crate) fn duration(ms: u64) -> String {
     let s = ms / 1000;
     match ms {
         0..1_000 => format!("{ms} ms"),
