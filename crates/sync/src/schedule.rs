@@ -1,5 +1,10 @@
 //! The schedule of a source's imports: the core planner's verdict on whether
 //! the wanted freshness fits the budget, and the periods it stretches to.
+//!
+//! A resource that the provider's events keep fresh (named by a
+//! `[[sources.events.map]]` entry) is polled less often: every
+//! `poll_every_with_events` (ten times its `every` unless set), only to catch
+//! what an event missed. The budget it leaves goes to the other resources.
 
 use std::time::Duration;
 
@@ -43,23 +48,69 @@ async fn parent_count(storage: &Storage, resource: &str) -> u64 {
     storage.count(resource).await.unwrap_or(0)
 }
 
+/// How often each resource is wanted: its `every`, or, when events keep it
+/// fresh, the longer period it is polled at then.
+fn wanted_periods(source: &Source) -> Vec<(String, Duration)> {
+    source
+        .resources
+        .iter()
+        .map(|r| {
+            let every = source
+                .events
+                .as_ref()
+                .and_then(|events| events.poll_every(&r.name, r.every))
+                .map_or(r.every, |lowered| lowered.max(r.every));
+            (r.name.clone(), every)
+        })
+        .collect()
+}
+
+/// One line per resource kept fresh by events, for the verdict.
+fn kept_fresh_by_events(source: &Source) -> String {
+    let Some(events) = &source.events else {
+        return String::new();
+    };
+    let mut lines = String::new();
+    for resource in &source.resources {
+        let Some(lowered) = events.poll_every(&resource.name, resource.every) else {
+            continue;
+        };
+        let kinds: Vec<&str> = events
+            .map
+            .iter()
+            .filter(|m| m.resource == resource.name)
+            .map(|m| m.kind.as_str())
+            .collect();
+        lines.push_str(&format!(
+            "- {}: kept fresh by events ({}), so polled every {:?} instead of every {:?}, to catch what an event missed.\n",
+            resource.name,
+            kinds.join(", "),
+            lowered.max(resource.every),
+            resource.every,
+        ));
+    }
+    lines
+}
+
 /// Plans `source` against its budget. Without known limits (discover) the
 /// wanted periods are kept until the provider announces its limits.
 pub async fn schedule(source: &Source, storage: &Storage) -> Schedule {
-    let wanted: Vec<(String, Duration)> = source
-        .resources
-        .iter()
-        .map(|r| (r.name.clone(), r.every))
-        .collect();
+    let wanted = wanted_periods(source);
     let Some(limits) = &source.limits else {
-        return Schedule { periods: wanted, verdict: "limits unknown (discover): the wanted periods are kept, and the pacer adopts the limits the provider announces".into() };
+        let mut verdict = String::from(
+            "limits unknown (discover): the wanted periods are kept, and the pacer adopts the limits the provider announces\n",
+        );
+        verdict.push_str(&kept_fresh_by_events(source));
+        return Schedule {
+            periods: wanted,
+            verdict,
+        };
     };
     let counts = requests_per_run(source, storage).await;
-    let groups: Vec<TaskGroup> = source
-        .resources
+    let groups: Vec<TaskGroup> = wanted
         .iter()
         .zip(&counts)
-        .map(|(r, count)| TaskGroup::new(&r.name, *count, r.every))
+        .map(|((name, every), count)| TaskGroup::new(name, *count, *every))
         .collect();
     let mut periods = wanted.clone();
     let mut verdict = match plan(limits, &groups) {
@@ -71,6 +122,7 @@ pub async fn schedule(source: &Source, storage: &Storage) -> Schedule {
         }
         Err(err) => format!("cannot plan: {err}"),
     };
+    verdict.push_str(&kept_fresh_by_events(source));
     // An endpoint's own limit may stretch its resource further.
     for ((resource, count), period) in source.resources.iter().zip(&counts).zip(periods.iter_mut())
     {

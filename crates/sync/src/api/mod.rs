@@ -6,12 +6,15 @@
 //! * `GET /v1/{resource}/{id}` — one record;
 //! * `GET /status` — per resource and source: last success, staleness, errors,
 //!   requests, 429s;
+//! * `POST /v1/sources/{source}/events` — the provider's push notifications,
+//!   signed, applied to the stored records ([`crate::events`]);
 //! * `GET /` (also `/status.html`) — the same as a page for a person, with each
 //!   source's budget use over time as an inline SVG chart ([`page`]).
 //!
 //! Every record answer carries `Age` (seconds since the oldest record in it was
 //! fetched) and the fetch times themselves.
 
+mod events;
 pub mod page;
 mod records;
 mod status;
@@ -19,7 +22,7 @@ mod status;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tollgate_core::Clock;
 use tollgate_sql::Storage;
 
@@ -54,6 +57,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/v1/{resource}", get(records::list))
         .route("/v1/{resource}/{id}", get(records::one))
+        .route("/v1/sources/{source}/events", post(events::receive))
         .with_state(state)
         .merge(page)
 }

@@ -47,6 +47,8 @@ pub struct Source {
     pub concurrency: u32,
     /// What to import.
     pub resources: Vec<Resource>,
+    /// The provider's push notifications, if it sends any (`[sources.events]`).
+    pub events: Option<Events>,
 }
 
 /// How the API key is sent, and where its secret comes from (never the file).
@@ -159,6 +161,86 @@ pub struct ForEach {
     pub resource: String,
     /// Path placeholder → the parent record's field that fills it.
     pub fields: Vec<(String, String)>,
+}
+
+/// The provider's push notifications (webhooks) for one source: how they are
+/// authenticated and which stored records each kind of event changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Events {
+    /// Where the shared signing secret is (never the file).
+    pub secret: SecretSource,
+    /// The header with `sha256=<hex>`: HMAC-SHA256 of `<timestamp>.<body>`.
+    pub signature_header: HeaderName,
+    /// The header with the signing instant, in unix seconds.
+    pub timestamp_header: HeaderName,
+    /// How far the signing instant may be from now, either way: an older
+    /// event is refused as stale, so a captured one cannot be replayed later.
+    pub tolerance: Duration,
+    /// A JSON pointer to the event's id in the body (`/id`).
+    pub id: String,
+    /// A JSON pointer to the event's type in the body (`/type`).
+    pub kind: String,
+    /// How often a resource that events keep fresh is still polled; `None`:
+    /// ten times its `every`.
+    pub poll_every_with_events: Option<Duration>,
+    /// Event type → the change it makes, in file order.
+    pub map: Vec<EventMapping>,
+}
+
+/// What one type of event does to the stored records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventMapping {
+    /// The event type, as the provider names it (`property.updated`).
+    pub kind: String,
+    /// The resource whose records it changes.
+    pub resource: String,
+    /// Store the record, or delete it.
+    pub action: EventAction,
+    /// A JSON pointer to the record in the event (`/data`; `""`: the event itself).
+    pub record: String,
+    /// A JSON pointer to the record's primary key in the event; `None`: the
+    /// resource's `id` in the record.
+    pub id: Option<String>,
+}
+
+/// What an event does to its record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventAction {
+    /// Stores the record the event carries (inserted or replaced).
+    Upsert,
+    /// Deletes the record.
+    Delete,
+}
+
+impl Events {
+    /// How often `resource`, planned every `every`, is polled: less often
+    /// when an event mapping keeps it fresh; `None` when none does.
+    pub fn poll_every(&self, resource: &str, every: Duration) -> Option<Duration> {
+        self.map
+            .iter()
+            .any(|m| m.resource == resource)
+            .then(|| self.poll_every_with_events.unwrap_or(every * 10))
+    }
+}
+
+impl SecretSource {
+    /// Reads the secret; `what` names it in the error, which says which
+    /// variable or file to set.
+    pub fn read(&self, what: &str) -> Result<String, String> {
+        let secret = match self {
+            Self::Env(name) => std::env::var(name).map_err(|_| {
+                format!("{what} is read from the environment variable `{name}`, which is not set: export it")
+            })?,
+            Self::File(path) => std::fs::read_to_string(path).map_err(|e| {
+                format!("{what} is read from `{}`, which cannot be read ({e})", path.display())
+            })?,
+        };
+        let secret = secret.trim().to_owned();
+        if secret.is_empty() {
+            return Err(format!("{what} is empty"));
+        }
+        Ok(secret)
+    }
 }
 
 impl SyncConfig {

@@ -27,6 +27,8 @@ pub(super) struct RawSource {
     pub concurrency: Option<Spanned<u32>>,
     #[serde(default)]
     pub resources: Vec<RawResource>,
+    /// `[sources.events]`: the provider's push notifications.
+    pub events: Option<Spanned<RawEvents>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,4 +87,38 @@ pub(super) struct RawForEach {
     pub resource: Spanned<String>,
     /// Path placeholder → field of the parent record.
     pub fields: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvents {
+    /// `{ env = "…" }` or `{ file = "…" }`: never the secret itself.
+    pub secret: Spanned<RawSecret>,
+    pub signature_header: Option<Spanned<String>>,
+    pub timestamp_header: Option<Spanned<String>>,
+    pub tolerance: Option<Spanned<String>>,
+    pub id: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    pub poll_every_with_events: Option<Spanned<String>>,
+    #[serde(default)]
+    pub map: Vec<RawEventMap>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecret {
+    pub env: Option<Spanned<String>>,
+    pub file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEventMap {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub resource: Spanned<String>,
+    pub action: Spanned<String>,
+    pub record: Option<Spanned<String>>,
+    pub id: Option<Spanned<String>>,
 }

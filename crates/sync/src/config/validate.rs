@@ -7,10 +7,12 @@ use tollgate_config::Locator;
 use toml::Spanned;
 
 use super::raw::{RawConfig, RawLimits, RawPagination, RawResource, RawSource};
+use super::raw::{RawEventMap, RawEvents};
 use super::{
     ConfigError, ForEach, Incremental, KeySpec, Pagination, Resource, SecretSource, Source,
     SyncConfig,
 };
+use super::{EventAction, EventMapping, Events};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -143,6 +145,11 @@ fn source(at: &Locator<'_>, index: usize, raw: &RawSource) -> Result<Source> {
             }
         }
     }
+    let events = raw
+        .events
+        .as_ref()
+        .map(|e| events(at, index, e, &resources))
+        .transpose()?;
     Ok(Source {
         name: raw.name.get_ref().clone(),
         base_url,
@@ -163,6 +170,7 @@ fn source(at: &Locator<'_>, index: usize, raw: &RawSource) -> Result<Source> {
             .map_or(4, |c| *c.get_ref())
             .clamp(1, 256),
         resources,
+        events,
     })
 }
 
@@ -261,4 +269,134 @@ fn pagination(at: &Locator<'_>, key: &str, raw: &RawPagination) -> Result<Pagina
         "link" => Pagination::Link,
         other => return Err(at.at(&raw.style, key, format!("`{other}` is not a pagination style: write `page`, `offset`, `cursor`, `link` or `none`"))),
     })
+}
+
+/// `[sources.events]`: how the provider's push notifications are checked, and
+/// what each type changes.
+fn events(
+    at: &Locator<'_>,
+    source: usize,
+    raw: &Spanned<RawEvents>,
+    resources: &[Resource],
+) -> Result<Events> {
+    let key = |field: &str| format!("sources[{source}].events.{field}");
+    let events = raw.get_ref();
+    let secret = match (&events.secret.get_ref().env, &events.secret.get_ref().file) {
+        (Some(env), None) => SecretSource::Env(env.get_ref().clone()),
+        (None, Some(file)) => SecretSource::File(file.get_ref().into()),
+        _ => return Err(at.at(&events.secret, key("secret"), "name exactly one of `env` (an environment variable) or `file` that holds the signing secret; the secret itself never goes in this file")),
+    };
+    let header = |field: &str, value: &Option<Spanned<String>>, default: &'static str| match value {
+        None => Ok(HeaderName::from_static(default)),
+        Some(h) => HeaderName::try_from(h.get_ref().as_str()).map_err(|_| {
+            at.at(
+                h,
+                key(field),
+                format!(
+                    "`{}` is not a header name: write it like `{default}`",
+                    h.get_ref()
+                ),
+            )
+        }),
+    };
+    let pointer = |field: &str, value: &Option<Spanned<String>>, default: &str| match value {
+        None => Ok(default.to_owned()),
+        Some(p) => json_pointer(at, &key(field), p),
+    };
+    if events.map.is_empty() {
+        return Err(at.at(raw, key("map"), "no event type is mapped: add a [[sources.events.map]] table with `type`, `resource` and `action`"));
+    }
+    let map = events
+        .map
+        .iter()
+        .enumerate()
+        .map(|(m, entry)| event_mapping(at, &key(&format!("map[{m}]")), entry, resources))
+        .collect::<Result<Vec<_>>>()?;
+    for (m, entry) in events.map.iter().enumerate() {
+        if map[..m].iter().any(|earlier| earlier.kind == map[m].kind) {
+            return Err(at.at(
+                &entry.kind,
+                key(&format!("map[{m}].type")),
+                format!(
+                    "`{}` is mapped twice: one event type makes one change",
+                    map[m].kind
+                ),
+            ));
+        }
+    }
+    Ok(Events {
+        secret,
+        signature_header: header("signature_header", &events.signature_header, "x-signature")?,
+        timestamp_header: header("timestamp_header", &events.timestamp_header, "x-timestamp")?,
+        tolerance: at.duration_or(
+            &key("tolerance"),
+            &events.tolerance,
+            std::time::Duration::from_secs(300),
+        )?,
+        id: pointer("id", &events.id, "/id")?,
+        kind: pointer("type", &events.kind, "/type")?,
+        poll_every_with_events: events
+            .poll_every_with_events
+            .as_ref()
+            .map(|p| at.duration(&key("poll_every_with_events"), p))
+            .transpose()?,
+        map,
+    })
+}
+
+fn event_mapping(
+    at: &Locator<'_>,
+    key: &str,
+    raw: &RawEventMap,
+    resources: &[Resource],
+) -> Result<EventMapping> {
+    let field = |name: &str| format!("{key}.{name}");
+    if !resources.iter().any(|r| &r.name == raw.resource.get_ref()) {
+        let names: Vec<&str> = resources.iter().map(|r| r.name.as_str()).collect();
+        return Err(at.at(
+            &raw.resource,
+            field("resource"),
+            format!(
+                "no resource is named `{}` in this source; its resources are {}",
+                raw.resource.get_ref(),
+                names.join(", ")
+            ),
+        ));
+    }
+    let action = match raw.action.get_ref().as_str() {
+        "upsert" => EventAction::Upsert,
+        "delete" => EventAction::Delete,
+        other => return Err(at.at(&raw.action, field("action"), format!("`{other}` is not an action: write `upsert` (store the record the event carries) or `delete`"))),
+    };
+    let record = match &raw.record {
+        None => "/data".to_owned(),
+        Some(r) if r.get_ref().is_empty() => String::new(),
+        Some(r) => json_pointer(at, &field("record"), r)?,
+    };
+    Ok(EventMapping {
+        kind: raw.kind.get_ref().clone(),
+        resource: raw.resource.get_ref().clone(),
+        action,
+        record,
+        id: raw
+            .id
+            .as_ref()
+            .map(|i| json_pointer(at, &field("id"), i))
+            .transpose()?,
+    })
+}
+
+fn json_pointer(at: &Locator<'_>, key: &str, value: &Spanned<String>) -> Result<String> {
+    if value.get_ref().starts_with('/') {
+        Ok(value.get_ref().clone())
+    } else {
+        Err(at.at(
+            value,
+            key,
+            format!(
+                "`{}` is not a JSON pointer: write it like `/id` or `/data/id`",
+                value.get_ref()
+            ),
+        ))
+    }
 }
