@@ -11,6 +11,7 @@ use tollgate_sql::Storage;
 
 use crate::config::SyncConfig;
 use crate::import::{SourceContext, import_resource};
+use crate::outbox::Outbox;
 use crate::runner::RunError;
 use crate::schedule::schedule;
 
@@ -21,6 +22,8 @@ pub const FORBIDDEN_REST: Duration = Duration::from_secs(3_600);
 pub struct Daemon {
     /// Each source's context.
     pub sources: Vec<Arc<SourceContext>>,
+    /// Wakes each source's outbox worker when a submission is accepted.
+    pub outbox: Outbox,
 }
 
 impl Daemon {
@@ -37,7 +40,8 @@ impl Daemon {
                 SourceContext::new(s.clone(), storage.clone(), Arc::clone(&clock)).map(Arc::new)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { sources })
+        let outbox = Outbox::new(&sources);
+        Ok(Self { sources, outbox })
     }
 
     /// Contexts for every source of `config`, each budget shared in Redis when
@@ -57,12 +61,19 @@ impl Daemon {
         Ok(daemon)
     }
 
-    /// Imports every resource on its schedule until `shutdown` completes.
-    /// Imports in flight are dropped; every stored page is committed with its
-    /// checkpoint, so the next start resumes where they were.
+    /// Imports every resource on its schedule and delivers each source's
+    /// submissions (the outbox) until `shutdown` completes. Imports in flight
+    /// are dropped; every stored page is committed with its checkpoint, so the
+    /// next start resumes where they were, and a submission in flight goes
+    /// again with its idempotency key.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
+        for ctx in &self.sources {
+            let wake = self.outbox.waker(&ctx.source.name);
+            let worker = crate::outbox::deliver_forever(Arc::clone(ctx), wake);
+            tasks.push(tokio::spawn(worker));
+        }
         for ctx in &self.sources {
             let plan = schedule(&ctx.source, &ctx.storage).await;
             tracing::info!(source = %ctx.source.name, "schedule:\n{}", plan.verdict);

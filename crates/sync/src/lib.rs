@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod import;
+pub mod outbox;
 pub mod pacer;
 pub mod report;
 pub mod runner;

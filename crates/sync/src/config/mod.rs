@@ -45,6 +45,8 @@ pub struct Source {
     pub timeout: Duration,
     /// Requests in flight at once (the pacer still spaces them).
     pub concurrency: u32,
+    /// How the outbox delivers submissions (`[sources.submit]`).
+    pub submit: Submit,
     /// What to import.
     pub resources: Vec<Resource>,
     /// The provider's push notifications, if it sends any (`[sources.events]`).
@@ -60,6 +62,16 @@ pub struct KeySpec {
     pub scheme: Option<String>,
     /// Where the secret is.
     pub secret: SecretSource,
+}
+
+/// How the outbox delivers submissions to one source (`[sources.submit]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Submit {
+    /// The header the provider reads an idempotency key from, when it honours
+    /// one (`Idempotency-Key`): each submission's key goes in it, so a
+    /// submission sent again after a crash is not acted on twice. `None`: the
+    /// provider is not told the key.
+    pub idempotency_header: Option<HeaderName>,
 }
 
 /// Where a secret is read from.

@@ -25,6 +25,8 @@ pub(super) struct RawSource {
     pub limits: Spanned<RawLimits>,
     pub timeout: Option<Spanned<String>>,
     pub concurrency: Option<Spanned<u32>>,
+    /// `[sources.submit]`: how the outbox delivers submissions.
+    pub submit: Option<RawSubmit>,
     #[serde(default)]
     pub resources: Vec<RawResource>,
     /// `[sources.events]`: the provider's push notifications.
@@ -36,6 +38,12 @@ pub(super) struct RawSource {
 pub(super) enum RawLimits {
     Known(Vec<String>),
     Word(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSubmit {
+    pub idempotency_header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -169,9 +169,32 @@ fn source(at: &Locator<'_>, index: usize, raw: &RawSource) -> Result<Source> {
             .as_ref()
             .map_or(4, |c| *c.get_ref())
             .clamp(1, 256),
+        submit: submit(at, index, raw.submit.as_ref())?,
         resources,
         events,
     })
+}
+
+/// `[sources.submit]`: how the outbox delivers submissions.
+fn submit(
+    at: &Locator<'_>,
+    index: usize,
+    raw: Option<&super::raw::RawSubmit>,
+) -> Result<super::Submit> {
+    let header = raw.and_then(|r| r.idempotency_header.as_ref());
+    let idempotency_header = header
+        .map(|h| {
+            HeaderName::try_from(h.get_ref().as_str()).map_err(|_| {
+                let key = format!("sources[{index}].submit.idempotency_header");
+                let problem = format!(
+                    "`{}` is not a header name: write it like `Idempotency-Key`",
+                    h.get_ref()
+                );
+                at.at(h, key, problem)
+            })
+        })
+        .transpose()?;
+    Ok(super::Submit { idempotency_header })
 }
 
 fn rate_at(

@@ -9,6 +9,11 @@
 //! and a `429` pauses every request of the source — a strict provider counts any
 //! request that arrives before the retry instant as part of an attack, so
 //! pausing only the worker that got it is not enough.
+//!
+//! [`Pacer::acquire_with`] names a [`Priority`]: while an urgent or normal
+//! submission of the outbox waits, no import takes a slot, so a submission gets
+//! the next slot the budget gives. Priority decides only who goes; when the
+//! next slot is free is the same for everyone.
 
 mod headers;
 mod shared;
@@ -33,6 +38,47 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Which endpoint limits of the pacer a request counts against besides the
 /// key's budget (indexes from [`Pacer::add_limit`]).
 pub type Limits = Vec<usize>;
+
+/// Who gets the next slot when several wait: every waiting request of a
+/// higher priority goes before any of a lower one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// An urgent submission: before everything else.
+    Urgent,
+    /// A normal submission: before the imports.
+    Normal,
+    /// The imports (and bulk submissions, which go along with them).
+    #[default]
+    Import,
+}
+
+impl Priority {
+    fn rank(self) -> usize {
+        self as usize
+    }
+}
+
+/// Counts a request as waiting for a slot while it lives; wakes the other
+/// waiters when it stops waiting, since a lower priority may go now.
+struct Waiting<'a> {
+    pacer: &'a Pacer,
+    rank: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(pacer: &'a Pacer, priority: Priority) -> Self {
+        let rank = priority.rank();
+        pacer.state().waiting[rank] += 1;
+        Self { pacer, rank }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.pacer.state().waiting[self.rank] -= 1;
+        self.pacer.freed.notify_waiters();
+    }
+}
 
 /// A taken slot; give it back with [`Pacer::complete`].
 #[derive(Debug)]
@@ -78,6 +124,8 @@ struct State {
     learn: bool,
     /// Every `429`: when it came and the instant it named.
     rejections: Vec<(Timestamp, Timestamp)>,
+    /// Requests waiting for a slot, by [`Priority`] rank.
+    waiting: [usize; 3],
 }
 
 /// The pacer of one source (one API key).
@@ -100,6 +148,7 @@ impl Pacer {
                 endpoint_logs: Vec::new(),
                 learn,
                 rejections: Vec::new(),
+                waiting: [0; 3],
             }),
             freed: Notify::new(),
             clock,
@@ -179,21 +228,31 @@ impl Pacer {
 
     /// Waits until a request counting against `endpoints` (plus the key's
     /// budget) may go out, and takes its slots — here and, when the budget is
-    /// shared, in Redis.
+    /// shared, in Redis. An import: [`Priority::Import`].
     pub async fn acquire(&self, endpoints: &[usize]) -> Permit {
-        let permit = self.acquire_local(endpoints).await;
+        self.acquire_with(endpoints, Priority::Import).await
+    }
+
+    /// [`acquire`](Self::acquire) with a priority: the slot goes to this
+    /// request only when no request of a higher priority waits for one.
+    pub async fn acquire_with(&self, endpoints: &[usize], priority: Priority) -> Permit {
+        let permit = self.acquire_local(endpoints, priority).await;
         if let Some(shared) = self.shared.get() {
             shared.take(self, &permit).await;
         }
         permit
     }
 
-    async fn acquire_local(&self, endpoints: &[usize]) -> Permit {
+    async fn acquire_local(&self, endpoints: &[usize], priority: Priority) -> Permit {
+        let _waiting = Waiting::new(self, priority);
         loop {
             let freed = self.freed.notified();
             let wait = {
                 let mut state = self.state();
                 let now = self.clock.now();
+                // A higher priority waits: it takes the next slot, and this
+                // request looks again when it has (its `Waiting` wakes us).
+                let outranked = state.waiting[..priority.rank()].iter().any(|n| *n > 0);
                 let State {
                     key_logs,
                     endpoint_logs,
@@ -211,6 +270,7 @@ impl Pacer {
                     .map(|log| log.ready_at(now))
                     .try_fold(now, |latest, at| at.map(|at| latest.max(at)));
                 match ready {
+                    _ if outranked => None,
                     Some(at) if at <= now => {
                         for log in key_logs.iter_mut() {
                             log.acquire(now);
@@ -343,4 +403,120 @@ impl Pacer {
 
 fn retry_after(advice: &Advice) -> Duration {
     advice.retry_after.unwrap_or(DEFAULT_RETRY_AFTER)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tollgate_core::{ManualClock, Rate, Timestamp};
+
+    use super::*;
+
+    /// Lets the spawned waiters run until each waits.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Two slots a second, one in use: an import and then an urgent
+    /// submission wait for the second; the submission gets it, and the
+    /// import goes only after it, at the next slot the budget allows.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_waiting_submission_takes_the_next_slot_before_a_waiting_import() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+        let pacer = Arc::new(Pacer::new(
+            &[Rate::new(2, Duration::from_secs(1))],
+            false,
+            clock.clone(),
+        ));
+        let first = pacer.acquire(&[]).await;
+        let (order, log) = (
+            Arc::new(Mutex::new(Vec::new())),
+            |p: &Arc<Pacer>, o: &Arc<Mutex<Vec<&'static str>>>, name, priority| {
+                let (p, o) = (Arc::clone(p), Arc::clone(o));
+                tokio::spawn(async move {
+                    let permit = p.acquire_with(&[], priority).await;
+                    o.lock().unwrap().push(name);
+                    permit
+                })
+            },
+        );
+        let import = log(&pacer, &order, "import", Priority::Import);
+        settle().await;
+        let normal = log(&pacer, &order, "normal", Priority::Normal);
+        settle().await;
+        let urgent = log(&pacer, &order, "urgent", Priority::Urgent);
+        settle().await;
+        assert_eq!(pacer.state().waiting, [1, 1, 1]);
+        assert!(
+            order.lock().unwrap().is_empty(),
+            "the spacing holds everyone"
+        );
+        // Half a second on (W/N), an answer wakes every waiter: one slot is free.
+        clock.advance(Duration::from_millis(500));
+        pacer
+            .complete(first, Answer::Status(201), &Advice::default())
+            .await;
+        settle().await;
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["urgent"],
+            "the slot rules hold: one slot"
+        );
+        // The budget is full until the first slot returns a window after its
+        // answer; then the normal submission, then the import, each W/N apart.
+        clock.advance(Duration::from_millis(1_000));
+        let urgent = urgent.await.unwrap();
+        pacer
+            .complete(urgent, Answer::Status(201), &Advice::default())
+            .await;
+        settle().await;
+        assert_eq!(*order.lock().unwrap(), ["urgent", "normal"]);
+        assert_eq!(pacer.state().waiting, [0, 0, 1]);
+        clock.advance(Duration::from_millis(1_000));
+        pacer
+            .complete(
+                normal.await.unwrap(),
+                Answer::Status(201),
+                &Advice::default(),
+            )
+            .await;
+        settle().await;
+        assert_eq!(*order.lock().unwrap(), ["urgent", "normal", "import"]);
+        drop(import.await.unwrap());
+    }
+
+    /// A waiter that gives up (its task is dropped) stops outranking anyone.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_submission_that_stops_waiting_lets_the_imports_go() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+        let pacer = Arc::new(Pacer::new(
+            &[Rate::new(1, Duration::from_secs(1))],
+            false,
+            clock.clone(),
+        ));
+        let first = pacer.acquire(&[]).await;
+        let p = Arc::clone(&pacer);
+        let urgent = tokio::spawn(async move { p.acquire_with(&[], Priority::Urgent).await });
+        settle().await;
+        let p = Arc::clone(&pacer);
+        let import = tokio::spawn(async move { p.acquire(&[]).await });
+        settle().await;
+        urgent.abort();
+        let _ = urgent.await;
+        assert_eq!(pacer.state().waiting, [0, 0, 1]);
+        clock.advance(Duration::from_millis(2_000));
+        pacer
+            .complete(first, Answer::Status(200), &Advice::default())
+            .await;
+        clock.advance(Duration::from_millis(1_000));
+        pacer.freed.notify_waiters();
+        let permit = tokio::time::timeout(Duration::from_secs(5), import).await;
+        assert!(
+            permit.is_ok(),
+            "the import still waits for a submission that left"
+        );
+    }
 }
