@@ -265,6 +265,18 @@ pub async fn connect_redis(
             tollgate_redis::FailMode::Closed
         },
         instances: config.instances,
+        per_limit: config
+            .per_limit_fail
+            .iter()
+            .map(|(limit, open)| {
+                let mode = if *open {
+                    tollgate_redis::FailMode::Open
+                } else {
+                    tollgate_redis::FailMode::Closed
+                };
+                (*limit, mode)
+            })
+            .collect(),
         ..tollgate_redis::ResilientConfig::default()
     };
     Ok(tollgate_redis::ResilientStore::new(

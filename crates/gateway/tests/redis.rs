@@ -35,6 +35,7 @@ rate = "7/60s"
     let redis = RedisConfig {
         url: "redis://127.0.0.1:6379".into(),
         fail_open: false,
+        per_limit_fail: Vec::new(),
         instances: 2,
         prefix: prefix.into(),
     };
@@ -87,5 +88,29 @@ async fn two_gateways_on_one_redis_admit_exactly_one_budget_between_them() {
     assert!(
         statuses.iter().all(|s| [200, 429, 403].contains(s)),
         "{statuses:?}"
+    );
+}
+
+/// A limit's own `fail` reaches the store's circuit breaker.
+#[tokio::test]
+async fn a_limits_own_fail_mode_reaches_the_store() {
+    let limit = tollgate_core::LimitId(1);
+    let redis = RedisConfig {
+        url: "redis://127.0.0.1:6379".into(),
+        fail_open: true,
+        per_limit_fail: vec![(limit, false)],
+        instances: 1,
+        prefix: "tollgate-test-fail-mode".into(),
+    };
+    let store = connect_redis(&redis, Arc::new(SystemClock::new()))
+        .await
+        .unwrap_or_else(|e| {
+            panic!("{e}: start Redis with `scripts/test` or `redis-server --daemonize yes`")
+        });
+    let config = store.config();
+    assert_eq!(config.mode, tollgate_redis::FailMode::Open);
+    assert_eq!(
+        config.per_limit.get(&limit),
+        Some(&tollgate_redis::FailMode::Closed)
     );
 }

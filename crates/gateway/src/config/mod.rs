@@ -67,6 +67,9 @@ pub struct RedisConfig {
     /// How many gateways share the limits: a local decision allows each limit
     /// divided by this.
     pub instances: u32,
+    /// Limits whose own `fail` says otherwise than [`fail_open`](Self::fail_open):
+    /// `(limit, fail open)`.
+    pub per_limit_fail: Vec<(tollgate_core::LimitId, bool)>,
     /// The prefix of every key tollgate writes.
     pub prefix: String,
 }

@@ -95,6 +95,8 @@ pub(super) struct RawLimit {
     pub burst: Option<Spanned<u32>>,
     pub routes: Option<Spanned<Vec<String>>>,
     pub tiered: Option<Spanned<bool>>,
+    /// While Redis is unreachable, for this limit: `open` or `closed`.
+    pub fail: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -84,3 +84,29 @@ fn a_per_route_limit_cannot_be_tiered_or_routeless() {
     let err = parse(&EXAMPLE.replace("routes = [\"user-list\"]\n", "")).unwrap_err();
     assert_eq!(err.key, "limits[1].routes");
 }
+
+#[test]
+fn a_limit_may_fail_otherwise_than_the_store_while_redis_is_down() {
+    let with_redis =
+        format!("{EXAMPLE}\n[redis]\nurl = \"redis://127.0.0.1:6379\"\nfail = \"open\"\n")
+            .replacen(
+                "algorithm = \"fixed\"",
+                "algorithm = \"fixed\"\nfail = \"closed\"",
+                1,
+            );
+    let config = parse(&with_redis).unwrap();
+    let redis = config.redis.unwrap();
+    assert!(redis.fail_open);
+    let user_list = config.policies.id_of("user-list").unwrap();
+    assert_eq!(redis.per_limit_fail, [(user_list, false)]);
+
+    // Without Redis there is nothing to fail: said at its line.
+    let err = broken("algorithm = \"fixed\"", "fail = \"closed\"");
+    assert_eq!(err.key, "limits[1].fail");
+    assert!(err.to_string().contains("add a [redis] table"), "{err}");
+
+    let bad = with_redis.replacen("fail = \"closed\"", "fail = \"shut\"", 1);
+    let err = parse(&bad).unwrap_err();
+    assert_eq!(err.key, "limits[1].fail");
+    assert!(err.to_string().contains("write `open`"), "{err}");
+}

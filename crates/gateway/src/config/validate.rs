@@ -39,6 +39,7 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<GatewayConfig> {
         .enumerate()
         .map(|(i, l)| policy(&at, i, l, &routes, step))
         .collect::<Result<Vec<_>>>()?;
+    let policies = PolicySet::new(policies);
     let database = raw
         .database
         .as_ref()
@@ -99,9 +100,32 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<GatewayConfig> {
         )?,
         upstreams,
         routes,
-        policies: PolicySet::new(policies),
-        redis: raw.redis.as_ref().map(|r| redis(&at, r)).transpose()?,
+        redis: match raw.redis.as_ref() {
+            Some(r) => Some(redis(&at, r, &raw.limits, &policies)?),
+            None => {
+                no_fail_without_redis(&at, &raw.limits)?;
+                None
+            }
+        },
+        policies,
     })
+}
+
+/// `fail = "open"` or `"closed"`, the mode while Redis is unreachable.
+fn fail_mode(at: &Locator<'_>, raw: &Spanned<String>, key: &str) -> Result<bool> {
+    match raw.get_ref().as_str() {
+        "open" => Ok(true),
+        "closed" => Ok(false),
+        other => Err(at.error(&raw.span(), key, format!("`{other}` is not a fail mode: write `open` (decide locally while Redis is down) or `closed` (answer 503)"))),
+    }
+}
+
+/// A limit's `fail` only matters when its state is in Redis.
+fn no_fail_without_redis(at: &Locator<'_>, limits: &[RawLimit]) -> Result<()> {
+    match limits.iter().enumerate().find_map(|(i, l)| Some((i, l.fail.as_ref()?))) {
+        Some((i, fail)) => Err(at.error(&fail.span(), format!("limits[{i}].fail"), "only matters while a Redis server keeps the limits: add a [redis] table (docs/redis.md), or remove it")),
+        None => Ok(()),
+    }
 }
 
 fn api_key(at: &Locator<'_>, raw: &RawConfig) -> Result<ApiKeySource> {
@@ -302,7 +326,12 @@ fn check_unique<'a>(
     Ok(())
 }
 
-fn redis(at: &Locator<'_>, raw: &super::raw::RawRedis) -> Result<super::RedisConfig> {
+fn redis(
+    at: &Locator<'_>,
+    raw: &super::raw::RawRedis,
+    limits: &[RawLimit],
+    policies: &PolicySet,
+) -> Result<super::RedisConfig> {
     let url = raw.url.get_ref();
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         return Err(at.at(
@@ -311,17 +340,24 @@ fn redis(at: &Locator<'_>, raw: &super::raw::RawRedis) -> Result<super::RedisCon
             format!("`{url}` is not a Redis URL: write it like `redis://127.0.0.1:6379`"),
         ));
     }
-    let fail_open = match raw.fail.as_ref().map(|f| f.get_ref().as_str()) {
-        None | Some("open") => true,
-        Some("closed") => false,
-        Some(other) => {
-            let span = raw.fail.as_ref().map(Spanned::span).unwrap_or_default();
-            return Err(at.error(&span, "redis.fail", format!("`{other}` is not a fail mode: write `open` (decide locally while Redis is down) or `closed` (answer 503)")));
-        }
+    let fail_open = match &raw.fail {
+        None => true,
+        Some(fail) => fail_mode(at, fail, "redis.fail")?,
     };
+    let mut per_limit_fail = Vec::new();
+    for (i, limit) in limits.iter().enumerate() {
+        if let Some(fail) = &limit.fail {
+            let open = fail_mode(at, fail, &format!("limits[{i}].fail"))?;
+            let id = policies
+                .id_of(limit.name.get_ref())
+                .expect("every limit is a policy");
+            per_limit_fail.push((id, open));
+        }
+    }
     Ok(super::RedisConfig {
         url: url.clone(),
         fail_open,
+        per_limit_fail,
         instances: raw.instances.as_ref().map_or(1, |i| *i.get_ref()).max(1),
         prefix: raw.prefix.clone().unwrap_or_else(|| "tollgate".into()),
     })
