@@ -8,6 +8,10 @@
 //!   requests, 429s;
 //! * `POST /v1/sources/{source}/events` — the provider's push notifications,
 //!   signed, applied to the stored records ([`crate::events`]);
+//! * `POST /v1/sources/{source}/submit/{path…}` — a request for the provider,
+//!   stored and answered `202 Accepted` at once, then delivered by the outbox
+//!   inside the source's budget; `GET /v1/outbox/{id}` says how it went
+//!   ([`crate::outbox`]);
 //! * `GET /` (also `/status.html`) — the same as a page for a person, with each
 //!   source's budget use over time as an inline SVG chart ([`page`]).
 //!
@@ -15,6 +19,7 @@
 //! fetched) and the fetch times themselves.
 
 mod events;
+mod outbox;
 pub mod page;
 mod records;
 mod status;
@@ -57,6 +62,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/v1/{resource}", get(records::list))
         .route("/v1/{resource}/{id}", get(records::one))
+        .route("/v1/sources/{source}/submit/{*path}", post(outbox::submit))
+        .route("/v1/outbox", get(outbox::list))
+        .route("/v1/outbox/{id}", get(outbox::one).delete(outbox::cancel))
         .route("/v1/sources/{source}/events", post(events::receive))
         .with_state(state)
         .merge(page)
