@@ -71,6 +71,19 @@ enum Command {
     ///
     ///     tollgate report --config examples/sync.toml --json
     Report(commands::report::ReportArgs),
+    /// The submissions the sync daemon accepted for its providers (`POST
+    /// /v1/sources/{source}/submit/{path}` on its API): list them, show one
+    /// with the provider's answer, retry a failed one, cancel a queued one.
+    /// Reads and writes the storage layer; the daemon need not run.
+    ///
+    /// Examples:
+    ///
+    ///     tollgate outbox --config examples/sync.toml list --state failed
+    ///
+    ///     tollgate outbox --config examples/sync.toml show 42
+    ///
+    ///     tollgate outbox --config examples/sync.toml retry 42
+    Outbox(commands::outbox::OutboxArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +109,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(&args),
         Command::Sync(args) => commands::sync::run(&args),
         Command::Report(args) => commands::report::run(&args),
+        Command::Outbox(args) => commands::outbox::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

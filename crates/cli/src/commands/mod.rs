@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod once;
+pub mod outbox;
 pub mod plan;
 pub mod progress;
 pub mod report;
