@@ -33,6 +33,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             url: url.clone(),
             fail_open: shared.as_ref().is_none_or(|r| r.fail_open),
             instances: shared.as_ref().map_or(1, |r| r.instances),
+            per_limit_fail: shared
+                .as_ref()
+                .map_or_else(Vec::new, |r| r.per_limit_fail.clone()),
             prefix: shared.map_or_else(|| "tollgate".into(), |r| r.prefix),
         });
     }
