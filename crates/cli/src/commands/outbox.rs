@@ -45,8 +45,9 @@ enum OutboxAction {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
     },
-    /// One submission in full: what was sent (with its idempotency key),
-    /// every state change's time, and the provider's answer or why it failed.
+    /// One submission in full: what was sent (with its idempotency key), when
+    /// it was accepted and last changed, when it goes next if queued, and the
+    /// provider's answer or why it failed.
     ///
     ///     tollgate outbox --config sync.toml show 42
     Show {
