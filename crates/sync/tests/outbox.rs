@@ -40,6 +40,12 @@ impl Daemonised {
     /// The provider, the daemon's API serving; the daemon (imports and
     /// outbox) not yet running.
     async fn new(name: &str) -> Self {
+        Self::with_budget(name, BUDGET).await
+    }
+
+    /// The same, the source configured with `budget` per second where the
+    /// provider allows [`BUDGET`].
+    async fn with_budget(name: &str, budget: u32) -> Self {
         let api = ExampleApi::builder()
             .channels(20)
             .properties(60)
@@ -78,7 +84,7 @@ idempotency_header = "Idempotency-Key"
 {resources}
 "#,
             addr = api.addr,
-            budget = BUDGET,
+            budget = budget,
             key = dir.join("key").display(),
             resources = sync_resources_toml(
                 &[
@@ -135,6 +141,19 @@ idempotency_header = "Idempotency-Key"
 
     /// Submits an appointment; the `202`'s body.
     async fn submit(&self, key: &str, priority: &str) -> Value {
+        let body = json!({ "applicant": key, "slot": "2026-12-01T10:00:00Z" });
+        self.submit_raw(key, priority, "application/json", body.to_string())
+            .await
+    }
+
+    /// Submits `body` as an appointment; the `202`'s body.
+    async fn submit_raw(
+        &self,
+        key: &str,
+        priority: &str,
+        content_type: &str,
+        body: String,
+    ) -> Value {
         let response = self
             .http
             .post(format!(
@@ -142,7 +161,8 @@ idempotency_header = "Idempotency-Key"
                 self.base
             ))
             .header("Idempotency-Key", key)
-            .json(&json!({ "applicant": key, "slot": "2026-12-01T10:00:00Z" }))
+            .header("content-type", content_type)
+            .body(body)
             .send()
             .await
             .unwrap();
@@ -350,5 +370,57 @@ async fn a_submission_during_an_outage_is_delivered_after_it() {
     assert_eq!(again["id"], accepted["id"]);
     assert_eq!(again["state"], "delivered");
     d.assert_within_budget();
+    d.stop().await;
+}
+
+/// The source is configured with twice the provider's budget: `429`s come,
+/// each pauses the whole source until its retry instant, the submissions go
+/// again then, and the strict provider never sees an early request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_pauses_the_source_and_the_submission_goes_again_at_the_retry_instant() {
+    let mut d = Daemonised::with_budget("too-much", BUDGET * 2).await;
+    d.run();
+    for i in 0..300 {
+        d.submit(&format!("k-{i:03}"), "normal").await;
+    }
+    d.delivered(300, Duration::from_secs(60)).await;
+    let stats = d.api.handle.stats(KEY);
+    assert!(stats.limited > 0, "the provider never said 429: {stats:?}");
+    assert_eq!(stats.early, 0, "{stats:?}");
+    assert!(d.api.handle.blocked_keys().is_empty());
+    let created = created_per_key(&d.api);
+    assert_eq!(created.len(), 300);
+    assert!(created.values().all(|n| *n == 1));
+    d.stop().await;
+}
+
+/// A `4xx` other than `429` is final: the submission fails at once, with the
+/// provider's answer kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_is_final_and_reported_with_the_providers_answer() {
+    let mut d = Daemonised::new("refused").await;
+    d.run();
+    let accepted = d
+        .submit_raw("not-json", "normal", "text/plain", "a note".into())
+        .await;
+    let started = Instant::now();
+    let status = loop {
+        let status = d.status(&accepted["id"]).await;
+        if status["state"] == "failed" {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status["attempts"], 1, "{status}");
+    assert_eq!(status["response"]["status"], 400, "{status}");
+    assert!(
+        status["error"].as_str().unwrap().contains("400"),
+        "{status}"
+    );
+    assert_eq!(
+        status["response"]["body"]["error"],
+        "the body must be a JSON object"
+    );
     d.stop().await;
 }
