@@ -11,7 +11,7 @@ use std::time::Duration;
 use tollgate_core::plan::{TaskGroup, plan};
 use tollgate_sql::Storage;
 
-use crate::config::Source;
+use crate::config::{Bulk, ForEach, Resource, Source};
 
 /// Each resource's planned period, in the source's order, and the verdict in words.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,7 +23,8 @@ pub struct Schedule {
 }
 
 /// Requests one full import of each resource takes, from what the store knows
-/// (the last run's pages; one per parent record for a fan-out); 1 when unknown.
+/// (the last run's pages; one per parent record for a fan-out, one per `max`
+/// parents for a fan-out read in bulk); 1 when unknown.
 async fn requests_per_run(source: &Source, storage: &Storage) -> Vec<u32> {
     let mut counts = Vec::new();
     for resource in &source.resources {
@@ -35,17 +36,65 @@ async fn requests_per_run(source: &Source, storage: &Storage) -> Vec<u32> {
             .and_then(|s| s.last_pages)
             .unwrap_or(1)
             .max(1);
-        let scopes = match &resource.for_each {
-            Some(parent) => parent_count(storage, &parent.resource).await.max(1),
-            None => 1,
+        let requests = match &resource.for_each {
+            // A bulk read: one request per batch of parents.
+            Some(parent) => match &parent.bulk {
+                Some(bulk) => {
+                    bulk_requests(parent_count(storage, &parent.resource).await, bulk.max)
+                }
+                None => pages * parent_count(storage, &parent.resource).await.max(1),
+            },
+            None => pages,
         };
-        counts.push(u32::try_from(pages * scopes).unwrap_or(u32::MAX));
+        counts.push(u32::try_from(requests).unwrap_or(u32::MAX));
     }
     counts
 }
 
 async fn parent_count(storage: &Storage, resource: &str) -> u64 {
     storage.count(resource).await.unwrap_or(0)
+}
+
+/// Requests a bulk read of `parents` parents takes, `max` a request: at least
+/// one.
+pub fn bulk_requests(parents: u64, max: u32) -> u64 {
+    parents.div_ceil(u64::from(max.max(1))).max(1)
+}
+
+/// One line per fan-out read in bulk: the endpoint used instead of one
+/// request per parent (for `tollgate sync --check` and the schedule).
+pub fn bulk_reads(source: &Source) -> Vec<String> {
+    bulk_fan_outs(source)
+        .map(|(resource, for_each, bulk)| bulk_line(resource, for_each, bulk))
+        .collect()
+}
+
+fn bulk_fan_outs(source: &Source) -> impl Iterator<Item = (&Resource, &ForEach, &Bulk)> {
+    source.resources.iter().filter_map(|r| {
+        let for_each = r.for_each.as_ref()?;
+        Some((r, for_each, for_each.bulk.as_ref()?))
+    })
+}
+
+fn bulk_line(resource: &Resource, for_each: &ForEach, bulk: &Bulk) -> String {
+    format!(
+        "- {}: read in bulk from {} (`{}`, up to {} a request) instead of {} once per record of {}",
+        resource.name, bulk.path, bulk.param, bulk.max, resource.path, for_each.resource
+    )
+}
+
+/// The bulk reads of `source` with the requests they take now, for the verdict.
+async fn bulk_verdict(source: &Source, storage: &Storage) -> String {
+    let mut lines = String::new();
+    for (resource, for_each, bulk) in bulk_fan_outs(source) {
+        let parents = parent_count(storage, &for_each.resource).await;
+        lines.push_str(&format!(
+            "{}: {} request(s) a run for {parents} records.\n",
+            bulk_line(resource, for_each, bulk),
+            bulk_requests(parents, bulk.max)
+        ));
+    }
+    lines
 }
 
 /// How often each resource is wanted: its `every`, or, when events keep it
@@ -101,6 +150,7 @@ pub async fn schedule(source: &Source, storage: &Storage) -> Schedule {
             "limits unknown (discover): the wanted periods are kept, and the pacer adopts the limits the provider announces\n",
         );
         verdict.push_str(&kept_fresh_by_events(source));
+        verdict.push_str(&bulk_verdict(source, storage).await);
         return Schedule {
             periods: wanted,
             verdict,
@@ -123,6 +173,7 @@ pub async fn schedule(source: &Source, storage: &Storage) -> Schedule {
         Err(err) => format!("cannot plan: {err}"),
     };
     verdict.push_str(&kept_fresh_by_events(source));
+    verdict.push_str(&bulk_verdict(source, storage).await);
     // An endpoint's own limit may stretch its resource further.
     for ((resource, count), period) in source.resources.iter().zip(&counts).zip(periods.iter_mut())
     {

@@ -173,6 +173,24 @@ pub struct ForEach {
     pub resource: String,
     /// Path placeholder → the parent record's field that fills it.
     pub fields: Vec<(String, String)>,
+    /// A bulk read of many parents' children at once, used instead of one
+    /// request per parent when the provider offers one (`bulk = { … }`).
+    pub bulk: Option<Bulk>,
+}
+
+/// A bulk read: `GET <path>?<param>=a,b,c` answers the children of up to
+/// `max` parents in one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bulk {
+    /// The bulk endpoint's path (`/v1/properties/bulk`).
+    pub path: String,
+    /// The query parameter that takes the parents' values, joined by commas.
+    pub param: String,
+    /// At most this many values a request.
+    pub max: u32,
+    /// A JSON pointer to the array of records in the answer (`/data`); the
+    /// body itself when empty.
+    pub records: String,
 }
 
 /// The provider's push notifications (webhooks) for one source: how they are

@@ -69,6 +69,17 @@ pub(super) struct RawResource {
     pub every: Spanned<String>,
     pub limit: Option<Spanned<String>>,
     pub for_each: Option<RawForEach>,
+    /// A bulk read that replaces a fan-out's per-parent requests.
+    pub bulk: Option<Spanned<RawBulk>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBulk {
+    pub path: Spanned<String>,
+    pub param: Spanned<String>,
+    pub max: Spanned<i64>,
+    pub records: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -101,3 +101,90 @@ fn a_missing_secret_says_which_variable_to_set() {
         "{err}"
     );
 }
+
+#[test]
+fn a_bulk_read_is_checked_with_file_line_and_key() {
+    let config = parse(EXAMPLE).unwrap();
+    let details = config.sources[0]
+        .resources
+        .iter()
+        .position(|r| r.name == "property_details")
+        .unwrap();
+    let for_each = config.sources[0].resources[details]
+        .for_each
+        .clone()
+        .unwrap();
+    assert_eq!(
+        for_each.bulk,
+        Some(Bulk {
+            path: "/v1/properties/bulk".into(),
+            param: "ids".into(),
+            max: 100,
+            records: "/data".into(),
+        })
+    );
+    let key = |field: &str| format!("sources[0].resources[{details}].{field}");
+    let bulk_line = "bulk = { path = \"/v1/properties/bulk\", param = \"ids\", max = 100, records = \"/data\" }";
+
+    // `records` defaults to the resource's.
+    let text = EXAMPLE.replace(", records = \"/data\" }", " }");
+    let config = parse(&text).unwrap();
+    let bulk = config.sources[0].resources[details]
+        .for_each
+        .as_ref()
+        .and_then(|f| f.bulk.clone())
+        .unwrap();
+    assert_eq!(bulk.records, "");
+
+    let err = broken("max = 100, records", "max = 0, records");
+    assert_eq!(err.key, key("bulk.max"), "{err}");
+    assert!(err.problem.contains("1 or more"), "{err}");
+    let err = broken("max = 100, records", "max = -3, records");
+    assert_eq!(err.key, key("bulk.max"), "{err}");
+
+    let err = broken(
+        "path = \"/v1/properties/bulk\"",
+        "path = \"v1/properties/bulk\"",
+    );
+    assert_eq!(err.key, key("bulk.path"), "{err}");
+
+    let err = broken("records = \"/data\" }", "records = \"data\" }");
+    assert_eq!(err.key, key("bulk.records"), "{err}");
+
+    // Only on a fan-out.
+    let fan_out = "for_each = { resource = \"properties\", fields = { id = \"id\" } }\n";
+    assert!(EXAMPLE.contains(fan_out));
+    let text = EXAMPLE.replacen(fan_out, "", 1);
+    let line = text[..text.find(bulk_line).unwrap()].matches('\n').count() + 1;
+    let err = parse(&text).unwrap_err();
+    assert_eq!(
+        (err.line, err.key.as_str()),
+        (line, key("bulk").as_str()),
+        "{err}"
+    );
+    assert!(err.problem.contains("for_each"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("/etc/tollgate/sync.toml:{line}:")),
+        "{err}"
+    );
+
+    // With exactly one placeholder.
+    let text = EXAMPLE.replacen(
+        "fields = { id = \"id\" } }",
+        "fields = { id = \"id\", town = \"town\" } }",
+        1,
+    );
+    let line = text[..text.find(bulk_line).unwrap()].matches('\n').count() + 1;
+    let err = parse(&text).unwrap_err();
+    assert_eq!(
+        (err.line, err.key.as_str()),
+        (line, key("bulk").as_str()),
+        "{err}"
+    );
+    assert!(err.problem.contains("names 2"), "{err}");
+
+    // Nothing but the four keys.
+    let err = broken("max = 100, records", "max = 100, size = 3, records");
+    assert!(err.problem.contains("size"), "{err}");
+}

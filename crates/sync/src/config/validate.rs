@@ -6,10 +6,10 @@ use http::HeaderName;
 use tollgate_config::Locator;
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawLimits, RawPagination, RawResource, RawSource};
+use super::raw::{RawBulk, RawConfig, RawLimits, RawPagination, RawResource, RawSource};
 use super::raw::{RawEventMap, RawEvents};
 use super::{
-    ConfigError, ForEach, Incremental, KeySpec, Pagination, Resource, SecretSource, Source,
+    Bulk, ConfigError, ForEach, Incremental, KeySpec, Pagination, Resource, SecretSource, Source,
     SyncConfig,
 };
 use super::{EventAction, EventMapping, Events};
@@ -120,6 +120,15 @@ fn source(at: &Locator<'_>, index: usize, raw: &RawSource) -> Result<Source> {
         .map(|(r, res)| resource(at, index, r, res))
         .collect::<Result<Vec<_>>>()?;
     for (r, res) in resources.iter().enumerate() {
+        if res.for_each.is_none()
+            && let Some(bulk) = &raw.resources[r].bulk
+        {
+            return Err(at.at(
+                bulk,
+                format!("sources[{index}].resources[{r}].bulk"),
+                "a bulk read replaces a fan-out's requests, one per parent: add `for_each` to this resource, or leave `bulk` out",
+            ));
+        }
         if let Some(parent) = &res.for_each {
             let span = raw.resources[r]
                 .for_each
@@ -232,6 +241,25 @@ fn resource(at: &Locator<'_>, source: usize, index: usize, raw: &RawResource) ->
             format!("`{records}` is not a JSON pointer: write it like `/data` or `/data/channels`"),
         ));
     }
+    let for_each = raw
+        .for_each
+        .as_ref()
+        .map(|f| {
+            Ok(ForEach {
+                resource: f.resource.get_ref().clone(),
+                fields: f
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                bulk: raw
+                    .bulk
+                    .as_ref()
+                    .map(|b| bulk(at, &key("bulk"), b, f.fields.len(), &records))
+                    .transpose()?,
+            })
+        })
+        .transpose()?;
     Ok(Resource {
         name: raw.name.get_ref().clone(),
         path: raw.path.get_ref().clone(),
@@ -261,14 +289,67 @@ fn resource(at: &Locator<'_>, source: usize, index: usize, raw: &RawResource) ->
             .as_ref()
             .map(|l| at.rate(&key("limit"), l))
             .transpose()?,
-        for_each: raw.for_each.as_ref().map(|f| ForEach {
-            resource: f.resource.get_ref().clone(),
-            fields: f
-                .fields
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        }),
+        for_each,
+    })
+}
+
+/// `bulk = { path, param, max, records }`: a fan-out's bulk read.
+fn bulk(
+    at: &Locator<'_>,
+    key: &str,
+    raw: &Spanned<RawBulk>,
+    placeholders: usize,
+    records: &str,
+) -> Result<Bulk> {
+    let field = |name: &str| format!("{key}.{name}");
+    let bulk = raw.get_ref();
+    if placeholders != 1 {
+        return Err(at.at(
+            raw,
+            key,
+            format!("a bulk read takes the values of one placeholder, and `for_each.fields` names {placeholders}: leave `bulk` out, or fan out over one field"),
+        ));
+    }
+    if !bulk.path.get_ref().starts_with('/') {
+        return Err(at.at(
+            &bulk.path,
+            field("path"),
+            format!(
+                "`{}` is not a path: write it like `/v1/properties/bulk`",
+                bulk.path.get_ref()
+            ),
+        ));
+    }
+    if bulk.param.get_ref().trim().is_empty() {
+        return Err(at.at(
+            &bulk.param,
+            field("param"),
+            "name the query parameter that takes the ids, like `ids`",
+        ));
+    }
+    let max = u32::try_from(*bulk.max.get_ref())
+        .ok()
+        .filter(|max| *max >= 1)
+        .ok_or_else(|| {
+            at.at(
+                &bulk.max,
+                field("max"),
+                format!(
+                    "`{}` is not a number of ids: give how many one request may ask for, 1 or more, like `100`",
+                    bulk.max.get_ref()
+                ),
+            )
+        })?;
+    let records = match &bulk.records {
+        None => records.to_owned(),
+        Some(r) if r.get_ref().is_empty() => String::new(),
+        Some(r) => json_pointer(at, &field("records"), r)?,
+    };
+    Ok(Bulk {
+        path: bulk.path.get_ref().clone(),
+        param: bulk.param.get_ref().clone(),
+        max,
+        records,
     })
 }
 

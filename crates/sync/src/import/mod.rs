@@ -1,5 +1,6 @@
 //! Importing: page after page, paced, checkpointed, resumable after a crash.
 
+mod bulk;
 mod claim;
 pub mod context;
 pub mod fetch;

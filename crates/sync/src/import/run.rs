@@ -75,7 +75,9 @@ impl ImportError {
     }
 }
 
-fn storage(resource: &Resource) -> impl Fn(tollgate_sql::StorageError) -> ImportError + '_ {
+pub(super) fn storage(
+    resource: &Resource,
+) -> impl Fn(tollgate_sql::StorageError) -> ImportError + '_ {
     |source| ImportError::Storage {
         resource: resource.name.clone(),
         source,
@@ -104,13 +106,17 @@ pub async fn import_resource(
                 ..Imported::default()
             }),
         },
-        Some(for_each) => import_fan_out(ctx, resource, for_each).await,
+        // A bulk read asks for many parents' children at once instead.
+        Some(for_each) => match &for_each.bulk {
+            Some(bulk) => super::bulk::import_bulk(ctx, resource, for_each, bulk).await,
+            None => import_fan_out(ctx, resource, for_each).await,
+        },
     }
 }
 
 /// The scope of a fan-out as a whole: its checkpoint says since when it is
 /// unfinished (its children's scopes are their parents' ids).
-const WHOLE_FAN_OUT: &str = "";
+pub(super) const WHOLE_FAN_OUT: &str = "";
 
 /// Imports one child per parent record. The fan-out's own checkpoint (scope
 /// `""`) holds when it started until every child is done, so a run that
@@ -215,7 +221,7 @@ async fn import_fan_out(
     Ok(total)
 }
 
-fn text(value: &Value) -> Option<String> {
+pub(super) fn text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
