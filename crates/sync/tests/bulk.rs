@@ -188,6 +188,19 @@ async fn a_fan_out_with_a_bulk_endpoint_asks_once_per_batch_and_never_per_record
         "{}",
         plan.verdict
     );
+
+    // Wanted every 2 s, the details take 7 requests (3.5/s under 25/s): they
+    // fit. One request per property would take 125/s, and be stretched.
+    let mut source = scenario.config.sources[0].clone();
+    source.resources[1].every = Duration::from_secs(2);
+    let plan = tollgate_sync::schedule::schedule(&source, &storage).await;
+    assert!(plan.verdict.starts_with("Fits"), "{}", plan.verdict);
+    assert_eq!(plan.periods[1].1, Duration::from_secs(2), "{plan:?}");
+    if let Some(for_each) = &mut source.resources[1].for_each {
+        for_each.bulk = None;
+    }
+    let plan = tollgate_sync::schedule::schedule(&source, &storage).await;
+    assert!(plan.periods[1].1 >= Duration::from_secs(10), "{plan:?}");
     scenario.finish(storage).await;
 }
 
