@@ -250,3 +250,43 @@ async fn read_batch(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_values_go_in_one_parameter_joined_by_commas_after_the_fixed_query() {
+        let shape = Resource {
+            name: "property_details".into(),
+            path: "/v1/properties/{id}".into(),
+            query: vec![("fields".into(), "all".into())],
+            records: "/data".into(),
+            id: "id".into(),
+            pagination: Pagination::None,
+            incremental: None,
+            every: std::time::Duration::from_secs(60),
+            limit: None,
+            for_each: None,
+        };
+        let bulk = Bulk {
+            path: "/v1/properties/bulk".into(),
+            param: "ids".into(),
+            max: 3,
+            records: "/data".into(),
+        };
+        let values = ["p-1".to_owned(), "p 2".to_owned(), "a,b".to_owned()];
+        assert_eq!(
+            url("http://api", &shape, &bulk, &values),
+            "http://api/v1/properties/bulk?fields=all&ids=p-1,p%202,a%2Cb"
+        );
+        let shape = Resource {
+            query: Vec::new(),
+            ..shape
+        };
+        assert_eq!(
+            url("http://api", &shape, &bulk, &values[..1]),
+            "http://api/v1/properties/bulk?ids=p-1"
+        );
+    }
+}
