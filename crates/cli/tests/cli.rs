@@ -118,3 +118,16 @@ fn simulate_replays_a_trace_and_names_a_bad_line() {
     assert!(err.contains("trace.txt:2: `later`"), "{err}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn sync_check_says_which_fan_outs_are_read_in_bulk() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/sync.toml");
+    let out = tollgate(&["sync", "--check", "--config", example]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = stdout(&out);
+    assert!(text.contains(": ok ("), "{text}");
+    assert!(
+        text.contains("property_details: read in bulk from /v1/properties/bulk"),
+        "{text}"
+    );
+}

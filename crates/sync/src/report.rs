@@ -91,11 +91,13 @@ pub async fn report(
     for (resource, (_, every)) in source.resources.iter().zip(&plan.periods) {
         storage.ensure_resource(&resource.name).await?;
         // A fan-out's last import is its children's: their records summed,
-        // from the first one's start to the last one's end.
+        // from the first one's start to the last one's end. A bulk read
+        // records one run for the whole resource.
+        let per_child = resource.for_each.as_ref().is_some_and(|f| f.bulk.is_none());
         let finished: Vec<_> = states
             .iter()
             .filter(|s| s.resource == resource.name)
-            .filter(|s| resource.for_each.is_some() != s.scope.is_empty())
+            .filter(|s| per_child != s.scope.is_empty())
             .filter_map(|s| {
                 let end = s.last_success_ms?;
                 let start = end - i64::try_from(s.last_duration_ms.unwrap_or(0)).unwrap_or(0);

@@ -201,6 +201,14 @@ async fn a_fan_out_with_a_bulk_endpoint_asks_once_per_batch_and_never_per_record
     }
     let plan = tollgate_sync::schedule::schedule(&source, &storage).await;
     assert!(plan.periods[1].1 >= Duration::from_secs(10), "{plan:?}");
+
+    // The report reads a bulk read's last import from its one run.
+    let report = tollgate_sync::report::report(&scenario.config.sources[0], &storage)
+        .await
+        .unwrap();
+    let details = &report.resources[1];
+    assert_eq!(details.last_records, Some(PROPERTIES as u64), "{details:?}");
+    assert!(details.last_duration_ms.is_some(), "{details:?}");
     scenario.finish(storage).await;
 }
 

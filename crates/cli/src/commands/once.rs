@@ -55,7 +55,9 @@ async fn resource_requests(resource: &Resource, storage: &Storage) -> Option<u64
     match &resource.for_each {
         Some(parent) => {
             let parents = storage.count(&parent.resource).await.ok()?;
-            (parents > 0).then_some(parents)
+            // A bulk read asks for `max` parents a request.
+            let per_request = parent.bulk.as_ref().map_or(1, |b| u64::from(b.max.max(1)));
+            (parents > 0).then_some(parents.div_ceil(per_request))
         }
         None => storage
             .resource_state(&resource.name, "")

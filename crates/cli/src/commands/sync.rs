@@ -68,6 +68,11 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<()> {
             args.config.display(),
             config.sources.len()
         );
+        for source in &config.sources {
+            for line in tollgate_sync::schedule::bulk_reads(source) {
+                println!("  {}: {line}", source.name);
+            }
+        }
         return Ok(());
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
