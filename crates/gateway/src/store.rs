@@ -31,6 +31,14 @@ impl LimitStore {
         }
     }
 
+    /// The shared store's circuit breaker and its counters; `None` in memory.
+    pub fn resilience(&self) -> Option<tollgate_redis::ResilienceStats> {
+        match self {
+            LimitStore::Memory(_) => None,
+            LimitStore::Redis(store) => Some(store.stats()),
+        }
+    }
+
     /// True while the shared store is unreachable and decisions are made by
     /// the fallback (or refused).
     pub fn is_degraded(&self) -> bool {

@@ -44,8 +44,8 @@ pub(super) async fn ready(State(gateway): State<Gateway>) -> Response {
 }
 
 pub(super) async fn metrics(State(gateway): State<Gateway>) -> Response {
-    let degraded = gateway.enforcement.load().enforcer().store().is_degraded();
-    gateway.metrics.degraded.set(i64::from(degraded));
+    let store = gateway.enforcement.load().enforcer().store().resilience();
+    gateway.metrics.observe_store(store);
     (
         [(
             http::header::CONTENT_TYPE,
