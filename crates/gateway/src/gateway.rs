@@ -251,8 +251,12 @@ pub async fn connect_redis(
     config: &crate::config::RedisConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<tollgate_redis::ResilientStore<u64>, StartError> {
-    let primary = tollgate_redis::RedisStore::connect(&config.url)
-        .await
+    let connected = if config.cluster {
+        tollgate_redis::RedisStore::connect_cluster(std::slice::from_ref(&config.url)).await
+    } else {
+        tollgate_redis::RedisStore::connect(&config.url).await
+    };
+    let primary = connected
         .map_err(|source| StartError::Redis {
             url: config.url.clone(),
             source,

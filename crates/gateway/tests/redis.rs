@@ -38,6 +38,7 @@ rate = "7/60s"
         per_limit_fail: Vec::new(),
         instances: 2,
         prefix: prefix.into(),
+        cluster: false,
     };
     let clock = Arc::new(SystemClock::new());
     let store = connect_redis(&redis, clock.clone())
@@ -101,6 +102,7 @@ async fn a_limits_own_fail_mode_reaches_the_store() {
         per_limit_fail: vec![(limit, false)],
         instances: 1,
         prefix: "tollgate-test-fail-mode".into(),
+        cluster: false,
     };
     let store = connect_redis(&redis, Arc::new(SystemClock::new()))
         .await
@@ -113,4 +115,29 @@ async fn a_limits_own_fail_mode_reaches_the_store() {
         config.per_limit.get(&limit),
         Some(&tollgate_redis::FailMode::Closed)
     );
+}
+
+/// `cluster = true` talks to the server as a cluster node: a plain server
+/// (the test server, not in cluster mode) refuses, where a plain connection
+/// to it succeeds.
+#[tokio::test]
+async fn cluster_mode_reaches_the_connection() {
+    let mut redis = RedisConfig {
+        url: "redis://127.0.0.1:6379".into(),
+        fail_open: true,
+        per_limit_fail: Vec::new(),
+        instances: 1,
+        prefix: "tollgate-test-cluster-mode".into(),
+        cluster: false,
+    };
+    assert!(
+        connect_redis(&redis, Arc::new(SystemClock::new()))
+            .await
+            .is_ok()
+    );
+    redis.cluster = true;
+    let err = connect_redis(&redis, Arc::new(SystemClock::new()))
+        .await
+        .expect_err("a plain server is no cluster node");
+    assert!(err.to_string().contains("redis://127.0.0.1:6379"), "{err}");
 }

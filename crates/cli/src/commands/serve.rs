@@ -36,6 +36,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             per_limit_fail: shared
                 .as_ref()
                 .map_or_else(Vec::new, |r| r.per_limit_fail.clone()),
+            cluster: shared.as_ref().is_some_and(|r| r.cluster),
             prefix: shared.map_or_else(|| "tollgate".into(), |r| r.prefix),
         });
     }

@@ -72,6 +72,8 @@ pub struct RedisConfig {
     pub per_limit_fail: Vec<(tollgate_core::LimitId, bool)>,
     /// The prefix of every key tollgate writes.
     pub prefix: String,
+    /// `url` is one node of a Redis Cluster (the others are discovered).
+    pub cluster: bool,
 }
 
 /// A loaded, checked gateway configuration.

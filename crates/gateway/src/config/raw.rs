@@ -106,4 +106,6 @@ pub(super) struct RawRedis {
     pub fail: Option<Spanned<String>>,
     pub instances: Option<Spanned<u32>>,
     pub prefix: Option<String>,
+    /// `url` is one node of a Redis Cluster.
+    pub cluster: Option<bool>,
 }

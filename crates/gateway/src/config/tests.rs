@@ -110,3 +110,11 @@ fn a_limit_may_fail_otherwise_than_the_store_while_redis_is_down() {
     assert_eq!(err.key, "limits[1].fail");
     assert!(err.to_string().contains("write `open`"), "{err}");
 }
+
+#[test]
+fn redis_cluster_is_said_in_the_redis_table() {
+    let text = format!("{EXAMPLE}\n[redis]\nurl = \"redis://10.0.0.5:7000\"\ncluster = true\n");
+    assert!(parse(&text).unwrap().redis.unwrap().cluster);
+    let text = format!("{EXAMPLE}\n[redis]\nurl = \"redis://10.0.0.5:6379\"\n");
+    assert!(!parse(&text).unwrap().redis.unwrap().cluster);
+}

@@ -360,5 +360,6 @@ fn redis(
         per_limit_fail,
         instances: raw.instances.as_ref().map_or(1, |i| *i.get_ref()).max(1),
         prefix: raw.prefix.clone().unwrap_or_else(|| "tollgate".into()),
+        cluster: raw.cluster.unwrap_or(false),
     })
 }
