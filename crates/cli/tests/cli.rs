@@ -123,7 +123,11 @@ fn simulate_replays_a_trace_and_names_a_bad_line() {
 fn sync_check_says_which_fan_outs_are_read_in_bulk() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/sync.toml");
     let out = tollgate(&["sync", "--check", "--config", example]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = stdout(&out);
     assert!(text.contains(": ok ("), "{text}");
     assert!(
