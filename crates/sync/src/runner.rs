@@ -75,9 +75,12 @@ pub(crate) async fn share_budgets(
     let Some(url) = &config.redis else {
         return Ok(());
     };
-    let store = tollgate_redis::RedisStore::connect(url)
-        .await
-        .map_err(|e| RunError::Redis(e.to_string()))?;
+    let connected = if config.redis_cluster {
+        tollgate_redis::RedisStore::connect_cluster(std::slice::from_ref(url)).await
+    } else {
+        tollgate_redis::RedisStore::connect(url).await
+    };
+    let store = connected.map_err(|e| RunError::Redis(e.to_string()))?;
     for ctx in contexts {
         let budget = ctx.budget_name();
         tracing::info!(source = %ctx.source.name, %budget, "the budget is shared in Redis");

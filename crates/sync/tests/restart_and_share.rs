@@ -255,3 +255,25 @@ async fn two_imports_into_one_database_divide_the_work_and_fetch_no_page_twice()
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// `redis_cluster = true` talks to the server as a cluster node: the test
+/// server (not in cluster mode) refuses, and the import says so before
+/// sending anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_that_is_no_cluster_stops_the_import_before_any_request() {
+    let api = provider().await;
+    let dir = temp_dir("cluster");
+    let mut config = config(&api, &dir, Some(&redis_url()));
+    config.redis_cluster = true;
+    let storage = Storage::connect(&config.store).await.unwrap();
+    let err = run_once(&config, &storage, Arc::new(SystemClock::new()))
+        .await
+        .expect_err("a plain server is no cluster node");
+    assert!(
+        err.to_string().contains("cannot reach the Redis server"),
+        "{err}"
+    );
+    assert!(api.handle.log().is_empty(), "nothing was sent");
+    storage.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -35,6 +35,10 @@ pub struct SyncArgs {
     /// after a 429, and a restarted process knows what the others sent.
     #[arg(long, value_name = "URL", env = "TOLLGATE_REDIS")]
     redis: Option<String>,
+    /// `--redis` (or the file's `redis`) is one node of a Redis Cluster; the
+    /// others are discovered from it.
+    #[arg(long)]
+    redis_cluster: bool,
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
@@ -60,6 +64,13 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<()> {
     }
     if let Some(redis) = &args.redis {
         config.redis = Some(redis.clone());
+    }
+    if args.redis_cluster {
+        anyhow::ensure!(
+            config.redis.is_some(),
+            "--redis-cluster names no server: add --redis redis://host:port (any node of the cluster)"
+        );
+        config.redis_cluster = true;
     }
     if args.check {
         let resources: usize = config.sources.iter().map(|s| s.resources.len()).sum();

@@ -26,6 +26,8 @@ pub struct SyncConfig {
     /// A Redis server (`redis://host:port`) where the budget of each key is
     /// shared with every other sync process that names it, if any.
     pub redis: Option<String>,
+    /// `redis` is one node of a Redis Cluster (the others are discovered).
+    pub redis_cluster: bool,
     /// The APIs to import from.
     pub sources: Vec<Source>,
 }

@@ -11,6 +11,7 @@ pub(super) struct RawConfig {
     pub store: Option<Spanned<String>>,
     pub listen: Option<Spanned<String>>,
     pub redis: Option<Spanned<String>>,
+    pub redis_cluster: Option<Spanned<bool>>,
     #[serde(default)]
     pub sources: Vec<RawSource>,
 }

@@ -188,3 +188,16 @@ fn a_bulk_read_is_checked_with_file_line_and_key() {
     let err = broken("max = 100, records", "max = 100, size = 3, records");
     assert!(err.problem.contains("size"), "{err}");
 }
+
+#[test]
+fn a_redis_cluster_needs_a_node_to_start_from() {
+    let text = format!("redis = \"redis://10.0.0.5:7000\"\nredis_cluster = true\n{EXAMPLE}");
+    let config = parse(&text).unwrap();
+    assert_eq!(config.redis.as_deref(), Some("redis://10.0.0.5:7000"));
+    assert!(config.redis_cluster);
+    assert!(!parse(EXAMPLE).unwrap().redis_cluster);
+
+    let err = parse(&format!("redis_cluster = true\n{EXAMPLE}")).unwrap_err();
+    assert_eq!((err.line, err.key.as_str()), (1, "redis_cluster"), "{err}");
+    assert!(err.problem.contains("add `redis = "), "{err}");
+}

@@ -42,6 +42,15 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<SyncConfig> {
             ),
         ));
     }
+    if let Some(cluster) = &raw.redis_cluster
+        && raw.redis.is_none()
+    {
+        return Err(at.at(
+            cluster,
+            "redis_cluster",
+            "names no server: add `redis = \"redis://host:port\"` (any node of the cluster), or remove it",
+        ));
+    }
     if raw.sources.is_empty() {
         return Err(at.error(
             &(0..0),
@@ -64,6 +73,7 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<SyncConfig> {
             .map(|l| at.address("listen", l))
             .transpose()?,
         redis: raw.redis.as_ref().map(|url| url.get_ref().clone()),
+        redis_cluster: raw.redis_cluster.as_ref().is_some_and(|c| *c.get_ref()),
         sources,
     })
 }
