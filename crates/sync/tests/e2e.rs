@@ -252,3 +252,21 @@ async fn a_second_import_asks_if_anything_changed_and_stores_nothing_for_a_304()
     storage.close().await;
     let _ = std::fs::remove_dir_all(&scenario.dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tighter_limit_the_provider_announces_is_kept_to_without_a_429() {
+    // The configuration claims 50 per 2 s; the provider allows 10 and says so
+    // in its RateLimit fields from the first answer on.
+    let scenario = provider(|b| {
+        b.limits(Limits::per_key(Quota::rolling(Rate::new(10, WINDOW))))
+            .headers(HeaderStyle::Ietf)
+    })
+    .await;
+    let (summary, storage) = import(&scenario, "[\"50/2s\"]", 4).await;
+    assert_eq!(summary.errors, Vec::<String>::new());
+    assert_eq!(summary.rejected_429, 0, "{summary:?}");
+    assert_everything_stored(&scenario, &storage).await;
+    assert!(scenario.api.handle.max_in_any_window(KEY, WINDOW) <= 10);
+    storage.close().await;
+    let _ = std::fs::remove_dir_all(&scenario.dir);
+}

@@ -342,6 +342,22 @@ impl Pacer {
             for rate in learned.iter().skip(known) {
                 state.key_logs.push(SlotLog::new(*rate));
             }
+        } else {
+            // Configured limits only ever tighten: a provider that announces
+            // fewer requests for a window than the configuration says is
+            // right about its own budget (a plan changed, a limit lowered);
+            // one that announces more is not taken at its word.
+            for announced in &advice.limits {
+                for log in &mut state.key_logs {
+                    let configured = log.rate();
+                    if announced.window() == configured.window()
+                        && announced.count() < configured.count()
+                    {
+                        tracing::warn!(%configured, %announced, "the provider announces a tighter limit than configured; keeping to it");
+                        log.learn(*announced);
+                    }
+                }
+            }
         }
         let paused = if answer == Answer::Status(429) {
             let until = now + retry_after(advice);
@@ -518,5 +534,32 @@ mod tests {
             permit.is_ok(),
             "the import still waits for a submission that left"
         );
+    }
+
+    /// Known limits are tightened, never loosened, by what the provider
+    /// announces for the same window; other windows are left alone.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_known_limit_tightens_to_what_the_provider_announces_and_never_loosens() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+        let fifty = Rate::new(50, Duration::from_secs(60));
+        let pacer = Pacer::new(&[fifty], false, clock.clone());
+        let answer = |limits: Vec<Rate>| Advice {
+            limits,
+            ..Advice::default()
+        };
+        let permit = pacer.acquire(&[]).await;
+        let looser = answer(vec![
+            Rate::new(100, Duration::from_secs(60)),
+            Rate::per_second(20),
+        ]);
+        pacer.complete(permit, Answer::Status(200), &looser).await;
+        assert_eq!(pacer.budget(), [fifty]);
+        clock.advance(Duration::from_secs(2));
+        let permit = pacer.acquire(&[]).await;
+        let tighter = Rate::new(40, Duration::from_secs(60));
+        pacer
+            .complete(permit, Answer::Status(200), &answer(vec![tighter]))
+            .await;
+        assert_eq!(pacer.budget(), [tighter]);
     }
 }
