@@ -15,7 +15,7 @@ use tollgate_sync::api::{ApiState, router};
 use tollgate_sync::config::SyncConfig;
 use tollgate_sync::daemon::Daemon;
 use tollgate_testkit::{
-    ExampleApi, Limits, Resource, RunningApi, WriteOutcome, sync_resources_toml,
+    ExampleApi, HeaderStyle, Limits, Resource, RunningApi, WriteOutcome, sync_resources_toml,
 };
 
 const KEY: &str = "sync-outbox-key-0123456789";
@@ -44,14 +44,21 @@ impl Daemonised {
     }
 
     /// The same, the source configured with `budget` per second where the
-    /// provider allows [`BUDGET`].
+    /// provider allows [`BUDGET`]. A provider configured looser than it is
+    /// announces nothing, or the pacer would keep to what it announces.
     async fn with_budget(name: &str, budget: u32) -> Self {
+        let headers = if budget > BUDGET {
+            HeaderStyle::None
+        } else {
+            HeaderStyle::Ietf
+        };
         let api = ExampleApi::builder()
             .channels(20)
             .properties(60)
             .tenancies(40)
             .key(KEY)
             .strict(true)
+            .headers(headers)
             .limits(Limits::per_key(Quota::rolling(Rate::new(BUDGET, WINDOW))))
             .build()
             .spawn()
@@ -289,8 +296,11 @@ async fn a_thousand_submissions_mixed_with_an_import_are_delivered_exactly_once_
         .iter()
         .filter(|e| e.method == http::Method::GET && e.at > first && e.at < last)
         .count();
+    // Submissions go first, so the imports take only the slots no waiting
+    // submission wants: how many depends on how fast the clients submit
+    // (17 to 80 seen); none at all would mean they stood still.
     assert!(
-        reads_between > 20,
+        reads_between >= 10,
         "the imports stood still: {reads_between} reads"
     );
     d.assert_within_budget();
