@@ -248,7 +248,11 @@ async fn measure(scenario: &'static str, options: &Options) -> Measured {
         (Some(first), Some(last)) => last.at.saturating_since(first.at),
         _ => Duration::ZERO,
     };
-    let stats = handle.stats(KEY);
+    // Behind the gateway the provider knows the key by the gateway's id for it.
+    let key = log
+        .first()
+        .map_or_else(|| KEY.to_owned(), |e| e.key.clone());
+    let stats = handle.stats(&key);
     let mut gaps: Vec<Duration> = log
         .windows(2)
         .map(|pair| pair[1].at.saturating_since(pair[0].at))
@@ -270,7 +274,7 @@ async fn measure(scenario: &'static str, options: &Options) -> Measured {
         early: stats.early,
         elapsed,
         span,
-        most_in_window: most_in_any_window(&log, options.budget.window()),
+        most_in_window: handle.max_in_any_window(&key, options.budget.window()),
         gaps,
         errors: summary.errors,
         sync_rejected: summary.rejected_429,
@@ -282,20 +286,6 @@ async fn measure(scenario: &'static str, options: &Options) -> Measured {
     api.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     measured
-}
-
-/// The most requests the provider received in any window (every request of
-/// the bench is the one key's).
-fn most_in_any_window(log: &[tollgate_testkit::LogEntry], window: Duration) -> usize {
-    let mut most = 0;
-    let mut first = 0;
-    for (last, entry) in log.iter().enumerate() {
-        while entry.at.saturating_since(log[first].at) >= window {
-            first += 1;
-        }
-        most = most.max(last + 1 - first);
-    }
-    most
 }
 
 fn machine() -> String {

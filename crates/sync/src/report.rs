@@ -70,10 +70,9 @@ pub async fn report(
     let plan = schedule(source, storage).await;
     let mut resources = Vec::new();
     let names: Vec<&str> = source.resources.iter().map(|r| r.name.as_str()).collect();
-    let spans: Vec<(i64, i64)> = storage
-        .resource_states()
-        .await?
-        .into_iter()
+    let states = storage.resource_states().await?;
+    let spans: Vec<(i64, i64)> = states
+        .iter()
         .filter(|s| names.contains(&s.resource.as_str()))
         .filter_map(|s| {
             let end = s.last_success_ms?;
@@ -87,7 +86,6 @@ pub async fn report(
         (Some(start), Some(end)) => u64::try_from(end - start).ok(),
         _ => None,
     };
-    let states = storage.resource_states().await?;
     for (resource, (_, every)) in source.resources.iter().zip(&plan.periods) {
         storage.ensure_resource(&resource.name).await?;
         // A fan-out's last import is its children's: their records summed,

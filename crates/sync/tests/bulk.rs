@@ -13,7 +13,7 @@ use tollgate_sql::{ListQuery, Storage};
 use tollgate_sync::config::SyncConfig;
 use tollgate_sync::import::{SourceContext, import_resource};
 use tollgate_sync::runner::run_once;
-use tollgate_testkit::{Endpoint, ExampleApi, Limits, Resource, RunningApi};
+use tollgate_testkit::{Endpoint, ExampleApi, Limits, Resource, RunningApi, scratch_dir};
 
 const KEY: &str = "sync-bulk-key-0123456789";
 /// The provider's budget, scaled down so an import takes seconds.
@@ -43,15 +43,7 @@ impl Scenario {
             .spawn()
             .await
             .unwrap();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "tollgate-sync-bulk-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir(&format!("sync-bulk-{name}"));
         std::fs::write(dir.join("key"), KEY).unwrap();
         let text = format!(
             r#"

@@ -15,7 +15,8 @@ use tollgate_sync::api::{ApiState, router};
 use tollgate_sync::config::SyncConfig;
 use tollgate_sync::daemon::Daemon;
 use tollgate_testkit::{
-    ExampleApi, HeaderStyle, Limits, Resource, RunningApi, WriteOutcome, sync_resources_toml,
+    ExampleApi, HeaderStyle, Limits, Resource, RunningApi, WriteOutcome, scratch_dir,
+    sync_resources_toml,
 };
 
 const KEY: &str = "sync-outbox-key-0123456789";
@@ -64,15 +65,7 @@ impl Daemonised {
             .spawn()
             .await
             .unwrap();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "tollgate-outbox-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir(&format!("outbox-{name}"));
         std::fs::write(dir.join("key"), KEY).unwrap();
         let text = format!(
             r#"

@@ -12,7 +12,9 @@ use tollgate_core::{Clock, Quota, Rate, SystemClock, Timestamp};
 use tollgate_sql::Storage;
 use tollgate_sync::config::SyncConfig;
 use tollgate_sync::runner::{SourceSummary, run_once};
-use tollgate_testkit::{ExampleApi, Limits, Resource, RunningApi, sync_resources_toml};
+use tollgate_testkit::{
+    ExampleApi, Limits, Resource, RunningApi, scratch_dir, sync_resources_toml,
+};
 
 const KEY: &str = "sync-restart-key-0123456789";
 const BUDGET: u32 = 10;
@@ -23,15 +25,7 @@ fn redis_url() -> String {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "tollgate-sync-{name}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir(&format!("sync-{name}"));
     std::fs::write(dir.join("key"), KEY).unwrap();
     dir
 }

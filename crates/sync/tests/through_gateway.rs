@@ -15,7 +15,9 @@ use tollgate_gateway::keys::Keys;
 use tollgate_sql::Storage;
 use tollgate_sync::config::SyncConfig;
 use tollgate_sync::runner::run_once;
-use tollgate_testkit::{ExampleApi, Limits, Resource, RunningApi, sync_resources_toml};
+use tollgate_testkit::{
+    ExampleApi, Limits, Resource, RunningApi, scratch_dir, sync_resources_toml,
+};
 
 const KEY: &str = "sync-through-gateway-key-0123456789";
 
@@ -27,15 +29,7 @@ struct Deployment {
 }
 
 async fn deployment(name: &str) -> Deployment {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "tollgate-sync-gateway-{name}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir(&format!("sync-gateway-{name}"));
     std::fs::write(dir.join("key"), KEY).unwrap();
     let api = ExampleApi::builder()
         .channels(80)

@@ -19,6 +19,7 @@ use tollgate_sync::config::SyncConfig;
 use tollgate_sync::daemon::Daemon;
 use tollgate_sync::events::sign;
 use tollgate_sync::schedule::schedule;
+use tollgate_testkit::scratch_dir;
 
 const SECRET: &str = "whsec_0123456789abcdef";
 /// 2026-11-28T02:15:00Z, in unix seconds.
@@ -93,15 +94,7 @@ struct Fixture {
 
 impl Fixture {
     async fn start(name: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "tollgate-webhooks-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir(&format!("webhooks-{name}"));
         std::fs::write(dir.join("key"), "api-key-0123456789\n").unwrap();
         std::fs::write(dir.join("webhook-secret"), format!("{SECRET}\n")).unwrap();
         let config = SyncConfig::parse(&config_text(&dir, ""), &dir.join("sync.toml")).unwrap();

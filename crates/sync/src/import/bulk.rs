@@ -15,7 +15,7 @@ use tollgate_sql::{Checkpoint, ListQuery, MAX_LIST_LIMIT, Record, RunOutcome, St
 use super::context::SourceContext;
 use super::fetch::{Fetched, MAX_ATTEMPTS, backoff, fetch};
 use super::page::{self, Position};
-use super::run::{ImportError, Imported, WHOLE_FAN_OUT, storage, text};
+use super::run::{ImportError, Imported, WHOLE_FAN_OUT, storage, text, to_records};
 use crate::config::{Bulk, ForEach, Pagination, Resource};
 
 /// How the checkpoint's cursor names the last parent of the last stored batch.
@@ -180,22 +180,11 @@ async fn next_parents(
 fn url(base: &str, shape: &Resource, bulk: &Bulk, values: &[String]) -> String {
     let mut url = page::url(base, shape, &bulk.path, &Position::Start, None);
     url.push(if url.contains('?') { '&' } else { '?' });
-    url.push_str(&encode(&bulk.param));
+    url.push_str(&page::urlencode(&bulk.param));
     url.push('=');
-    let values: Vec<String> = values.iter().map(|v| encode(v)).collect();
+    let values: Vec<String> = values.iter().map(|v| page::urlencode(v)).collect();
     url.push_str(&values.join(","));
     url
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Asks for one batch and reads its records, asking again (with backoff) when
@@ -219,22 +208,7 @@ async fn read_batch(
             return Ok(Vec::new());
         };
         match page::read(shape, &Position::Start, &headers, &body, None) {
-            Ok(page) => {
-                let fetched_at_ms = ctx.now_ms();
-                return Ok(page
-                    .records
-                    .into_iter()
-                    .map(|(id, body)| {
-                        let updated = shape
-                            .incremental
-                            .as_ref()
-                            .and_then(|i| body.get(&i.field).and_then(text));
-                        let mut record = Record::new(id, body, fetched_at_ms);
-                        record.updated_at = updated;
-                        record
-                    })
-                    .collect());
-            }
+            Ok(page) => return Ok(to_records(shape, page.records, ctx.now_ms())),
             Err(problem) => {
                 unusable += 1;
                 ctx.stats.failures.fetch_add(1, Ordering::Relaxed);

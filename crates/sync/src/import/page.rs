@@ -49,7 +49,8 @@ pub fn fill_path(path: &str, values: &[(String, String)]) -> String {
     filled
 }
 
-fn urlencode(text: &str) -> String {
+/// `text` percent-encoded for a path segment or a query value.
+pub(super) fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -221,6 +221,27 @@ async fn import_fan_out(
     Ok(total)
 }
 
+/// The records of one answer as the storage layer takes them, each with the
+/// value of the resource's incremental field, if it has one.
+pub(super) fn to_records(
+    resource: &Resource,
+    records: Vec<(String, Value)>,
+    fetched_at_ms: i64,
+) -> Vec<Record> {
+    records
+        .into_iter()
+        .map(|(id, body)| {
+            let updated = resource
+                .incremental
+                .as_ref()
+                .and_then(|i| body.get(&i.field).and_then(text));
+            let mut record = Record::new(id, body, fetched_at_ms);
+            record.updated_at = updated;
+            record
+        })
+        .collect()
+}
+
 pub(super) fn text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
@@ -324,19 +345,7 @@ async fn import_scope(
         };
         unusable = 0;
         let fetched_at_ms = ctx.now_ms();
-        let batch: Vec<Record> = page
-            .records
-            .into_iter()
-            .map(|(id, body)| {
-                let updated = resource
-                    .incremental
-                    .as_ref()
-                    .and_then(|i| body.get(&i.field).and_then(text));
-                let mut record = Record::new(id, body, fetched_at_ms);
-                record.updated_at = updated;
-                record
-            })
-            .collect();
+        let batch = to_records(resource, page.records, fetched_at_ms);
         pages += 1;
         records += batch.len() as u64;
         let next = page.next.as_ref().map(|p| Checkpoint {

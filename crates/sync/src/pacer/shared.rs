@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use tollgate_core::Rate;
 use tollgate_redis::{SharedLimit, SharedSlots};
 
 use super::{Pacer, Permit};
@@ -31,17 +32,24 @@ fn id(permit: &Permit) -> String {
     format!("{:016x}", permit.id)
 }
 
+/// The limits as the shared slots take them, borrowing `labelled`'s labels.
+fn shared(labelled: &[(String, Rate)]) -> Vec<SharedLimit<'_>> {
+    labelled
+        .iter()
+        .map(|(label, rate)| SharedLimit { label, rate: *rate })
+        .collect()
+}
+
 impl Shared {
     /// Takes `permit`'s slots in Redis, waiting until they are free.
     pub(super) async fn take(&self, pacer: &Pacer, permit: &Permit) {
         let id = id(permit);
+        // The limits as they were when the permit was taken here: the same
+        // ones the local logs charged, however long Redis makes it wait.
+        let labelled = pacer.labelled(permit);
+        let limits = shared(&labelled);
         let mut warned = false;
         loop {
-            let labelled = pacer.labelled(permit);
-            let limits: Vec<SharedLimit<'_>> = labelled
-                .iter()
-                .map(|(label, rate)| SharedLimit { label, rate: *rate })
-                .collect();
             match self.slots.take(&id, &limits, self.timeout).await {
                 Ok(None) => return,
                 Ok(Some(wait)) => tokio::time::sleep(wait.min(POLL)).await,
@@ -60,11 +68,7 @@ impl Shared {
     /// whole budget for `pause` after a `429`.
     pub(super) async fn done(&self, pacer: &Pacer, permit: &Permit, pause: Option<Duration>) {
         let labelled = pacer.labelled(permit);
-        let limits: Vec<SharedLimit<'_>> = labelled
-            .iter()
-            .map(|(label, rate)| SharedLimit { label, rate: *rate })
-            .collect();
-        if let Err(err) = self.slots.done(&id(permit), &limits).await {
+        if let Err(err) = self.slots.done(&id(permit), &shared(&labelled)).await {
             // The slot stays held until its provisional end: late, never early.
             tracing::warn!(%err, "cannot return a slot of the shared budget; it returns a little later");
         }
