@@ -3,9 +3,11 @@
 //! Exactness is the point: a slot returns exactly `W` after the request that used
 //! it, as providers with a "rolling 60-second window" promise. Only the newest
 //! `count` instants can matter (a request is admitted iff the `count`-th newest
-//! has left the window), so the log is a ring of exactly `count` entries.
+//! has left the window), so the log holds at most `count` entries, and only
+//! those still in the window.
 //!
-//! To keep an active key near 100 bytes at `count = 50`, instants are stored as
+//! To keep a key at its limit under 256 bytes at `count = 50`, and a decision
+//! to one cache line (see [`RollingLog`]), instants are stored as
 //! their low 16 bits, read back relative to the newest (every live entry is
 //! within 60,000 steps of it, so the difference never wraps twice), in a
 //! resolution chosen per window so that a
@@ -34,55 +36,198 @@ pub fn resolution_nanos(window_nanos: u64) -> u64 {
     step
 }
 
-/// A ring of the newest admitted instants, oldest first.
+/// How many of a key's oldest entries live inline.
+const FRONT: usize = 5;
+/// How many of a key's newest entries live inline before they move on (no
+/// more than `FRONT`, so that an empty `front` can always take all of them).
+const TAIL: usize = 5;
+const _: () = assert!(TAIL <= FRONT);
+
+/// The admitted instants still in the window, oldest first, in three parts:
+/// the oldest few inline (`front`), the newest few inline (`tail`), and the
+/// ones between in a separate ring (`middle`).
+///
+/// A decision reads the oldest entry (has its slot returned?) and appends the
+/// newest. Both happen inline, on the cache line the table lookup brought in,
+/// so a decision touches one line. The middle ring is touched only in batches:
+/// when `tail` fills up its entries move there together, and when `front` runs
+/// dry it takes up to `FRONT` entries from there at once. (Writing to a
+/// separate line on every decision would cost as much as reading it: the
+/// store's lock release waits for every earlier write to land.) A key with at
+/// most `FRONT + TAIL` entries in its window never allocates.
+///
+/// Every entry in `front` is older than every entry in `middle`, and those
+/// older than every one in `tail`; `front` is empty only when the whole log
+/// is, so the oldest entry is always `front`'s first.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RollingLog {
     /// The newest entry's instant, in resolution steps.
     newest: u64,
-    /// The low 16 bits of each entry's instant; its length is the largest
-    /// count this key has had since it was last idle (no allocation for a key
-    /// never admitted).
-    slots: Box<[u16]>,
-    /// Index of the oldest entry.
-    head: u32,
-    /// Number of entries in use.
-    len: u32,
+    /// The middle ring of the entries' low 16 bits. Allocated on the first
+    /// entry that does not fit inline, with room for `count - 1` entries (the
+    /// most it can hold, as `front` holds at least one).
+    middle: Box<[u16]>,
+    /// The oldest entries' low 16 bits, in `front[start..end]`.
+    front: [u16; FRONT],
+    /// The newest entries' low 16 bits, in `tail[..tail_len]`.
+    tail: [u16; TAIL],
+    /// Where `middle`'s oldest entry is, and how many it holds (kept here,
+    /// so that only moving entries in or out reads or writes `middle`).
+    middle_head: u32,
+    middle_len: u32,
+    start: u8,
+    end: u8,
+    tail_len: u8,
+}
+
+/// `at` wrapped into a ring of `capacity` (no division: `at` is less than
+/// twice `capacity`).
+fn wrap(at: usize, capacity: usize) -> usize {
+    if at >= capacity { at - capacity } else { at }
 }
 
 impl RollingLog {
-    /// The ring position of the `index`-th oldest entry (no division: this is
-    /// on every decision's path).
-    fn position(&self, index: u32) -> usize {
-        let at = (self.head + index) as usize;
-        if at >= self.slots.len() {
-            at - self.slots.len()
-        } else {
-            at
+    fn len(&self) -> u32 {
+        self.front_len() as u32 + self.middle_len + u32::from(self.tail_len)
+    }
+
+    fn front_len(&self) -> usize {
+        usize::from(self.end - self.start)
+    }
+
+    fn oldest_low_bits(&self) -> u16 {
+        self.front[usize::from(self.start)]
+    }
+
+    /// The low 16 bits of the `index`-th oldest entry.
+    fn low_bits(&self, index: u32) -> u16 {
+        let mut index = index as usize;
+        if index < self.front_len() {
+            return self.front[usize::from(self.start) + index];
         }
+        index -= self.front_len();
+        let middle_len = self.middle_len as usize;
+        if index < middle_len {
+            let at = wrap(self.middle_head as usize + index, self.middle_capacity());
+            return self.middle[at];
+        }
+        self.tail[index - middle_len]
+    }
+
+    /// An entry's instant from its low 16 bits, read back relative to the
+    /// newest (see the module docs).
+    fn decode(&self, low: u16) -> u64 {
+        self.newest - u64::from((self.newest as u16).wrapping_sub(low))
     }
 
     fn step_at(&self, index: u32) -> u64 {
-        let newest = self.slots[self.position(self.len - 1)];
-        self.newest - u64::from(newest.wrapping_sub(self.slots[self.position(index)]))
-    }
-
-    /// Grows the ring to `count` entries (a first charge, or a tier raise),
-    /// keeping every entry.
-    fn grow(&mut self, count: u32) {
-        let mut slots = vec![0u16; count as usize].into_boxed_slice();
-        for (i, slot) in slots.iter_mut().take(self.len as usize).enumerate() {
-            *slot = self.slots[(self.head as usize + i) % self.slots.len()];
-        }
-        self.slots = slots;
-        self.head = 0;
+        self.decode(self.low_bits(index))
     }
 
     /// Drops the entries whose slots have returned by `now`.
     fn expire(&mut self, step: u64, window: u64, now: u64) {
-        while self.len > 0 && self.step_at(0) * step + window <= now {
-            self.head = self.position(1) as u32;
-            self.len -= 1;
+        while self.start < self.end {
+            if self.decode(self.oldest_low_bits()) * step + window > now {
+                return;
+            }
+            self.start += 1;
+            if self.start == self.end {
+                self.refill_front();
+            }
         }
+    }
+
+    /// Fills the empty `front` with the oldest entries of `middle`, or of
+    /// `tail` when `middle` is empty.
+    fn refill_front(&mut self) {
+        let middle_len = self.middle_len as usize;
+        let moved = if middle_len > 0 {
+            let moved = middle_len.min(FRONT);
+            let (head, capacity) = (self.middle_head as usize, self.middle_capacity());
+            for (i, slot) in self.front.iter_mut().take(moved).enumerate() {
+                *slot = self.middle[wrap(head + i, capacity)];
+            }
+            self.set_middle(wrap(head + moved, capacity), middle_len - moved);
+            moved
+        } else {
+            // All of `tail` fits: it is no longer than `front`.
+            let moved = usize::from(self.tail_len);
+            self.front[..moved].copy_from_slice(&self.tail[..moved]);
+            self.tail_len = 0;
+            moved
+        };
+        self.start = 0;
+        self.end = moved as u8;
+    }
+
+    /// Appends the newest entry, `count` being the limit it was admitted under.
+    fn push(&mut self, low: u16, count: u32) {
+        if self.start == self.end {
+            // An empty log: the entry is the oldest too.
+            self.front[0] = low;
+            self.start = 0;
+            self.end = 1;
+            return;
+        }
+        if usize::from(self.tail_len) == TAIL {
+            self.flush_tail(count);
+        }
+        self.tail[usize::from(self.tail_len)] = low;
+        self.tail_len += 1;
+    }
+
+    /// Empties the full `tail`: into `front`'s free room while `middle` is
+    /// empty (order is kept: nothing lies between them), the rest into
+    /// `middle`.
+    fn flush_tail(&mut self, count: u32) {
+        let mut from = 0;
+        if self.middle_len == 0 {
+            let (start, end) = (usize::from(self.start), usize::from(self.end));
+            self.front.copy_within(start..end, 0);
+            let end = end - start;
+            from = (FRONT - end).min(TAIL);
+            self.front[end..end + from].copy_from_slice(&self.tail[..from]);
+            self.start = 0;
+            self.end = (end + from) as u8;
+        }
+        let moving = TAIL - from;
+        if moving > 0 {
+            let middle_len = self.middle_len as usize;
+            if middle_len + moving > self.middle_capacity() {
+                self.grow_middle((count as usize).saturating_sub(1).max(middle_len + moving));
+            }
+            let (head, capacity) = (self.middle_head as usize, self.middle_capacity());
+            for (i, low) in self.tail[from..].iter().enumerate() {
+                self.middle[wrap(head + middle_len + i, capacity)] = *low;
+            }
+            self.set_middle(head, middle_len + moving);
+        }
+        self.tail_len = 0;
+    }
+
+    fn middle_capacity(&self) -> usize {
+        self.middle.len()
+    }
+
+    fn set_middle(&mut self, head: usize, len: usize) {
+        self.middle_head = head as u32;
+        self.middle_len = len as u32;
+    }
+
+    /// Reallocates `middle` with room for `capacity` entries, keeping every
+    /// entry in order.
+    fn grow_middle(&mut self, capacity: usize) {
+        let (head, len, old) = (
+            self.middle_head as usize,
+            self.middle_len as usize,
+            self.middle_capacity(),
+        );
+        let mut middle = vec![0u16; capacity].into_boxed_slice();
+        for i in 0..len {
+            middle[i] = self.middle[wrap(head + i, old)];
+        }
+        self.middle = middle;
+        self.set_middle(0, len);
     }
 }
 
@@ -96,40 +241,39 @@ impl LimitState for RollingLog {
         let window = nanos_of(quota.rate.window());
         let step = resolution_nanos(window);
         self.expire(step, window, now);
-        if self.len < count {
-            let oldest = if self.len == 0 {
+        let len = self.len();
+        if len < count {
+            let oldest = if len == 0 {
                 div_ceil(now, step)
             } else {
-                self.step_at(0)
+                self.decode(self.oldest_low_bits())
             };
-            Peek::admit(count - self.len - 1, oldest * step + window - now)
+            Peek::admit(count - len - 1, oldest * step + window - now)
         } else {
             // The slot whose return brings the count below the limit.
-            Peek::reject(self.step_at(self.len - count) * step + window - now)
+            Peek::reject(self.step_at(len - count) * step + window - now)
         }
     }
 
     fn charge(&mut self, quota: &Quota, now: u64) {
         let count = quota.rate.count();
         let step = resolution_nanos(nanos_of(quota.rate.window()));
-        if self.slots.len() < count as usize {
-            self.grow(count);
-        }
         let mut at = div_ceil(now, step);
-        if self.len > 0 {
+        if self.len() > 0 {
             // A clock that stepped back must not make the log go backwards.
             at = at.max(self.newest);
         }
-        let tail = self.position(self.len);
-        self.slots[tail] = at as u16; // the low 16 bits; see the module docs
+        self.push(at as u16, count); // the low 16 bits; see the module docs
         self.newest = at;
-        self.len += 1;
     }
 
     fn is_idle(&self, window_nanos: u64, now: u64) -> bool {
-        self.len == 0 || self.newest * resolution_nanos(window_nanos) + window_nanos <= now
+        self.len() == 0 || self.newest * resolution_nanos(window_nanos) + window_nanos <= now
     }
 }
+
+// A `u64` key and its log fill exactly one cache line in the store's table.
+const _: () = assert!(std::mem::size_of::<(u64, RollingLog)>() == 64);
 
 #[cfg(test)]
 mod tests {
@@ -175,8 +319,43 @@ mod tests {
             now += 7_777 * ms;
         }
         // Every 7.777 s, 3 per 60 s: in any minute at most 3 admitted.
-        let admitted: Vec<u64> = (0..log.len).map(|i| log.step_at(i)).collect();
+        let admitted: Vec<u64> = (0..log.len()).map(|i| log.step_at(i)).collect();
         assert_eq!(admitted.len(), 3);
         assert!(admitted.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// Every entry passes through `front`, `middle` and `tail` and comes back
+    /// in order, whatever the limit does meanwhile: a raise grows `middle`
+    /// with its entries kept, a cut leaves them until they expire.
+    #[test]
+    fn entries_keep_their_order_through_every_part_of_the_log() {
+        let ms = 1_000_000;
+        let quota = |count| Quota::rolling(Rate::new(count, Duration::from_secs(60)));
+        let mut log = RollingLog::fresh(&quota(20));
+        let mut expected = std::collections::VecDeque::new();
+        let mut now = 1_700_000_000_000 * ms;
+        for round in 0..2_000u64 {
+            let count = match round % 300 {
+                0..=99 => 20,
+                100..=199 => 60, // a raise: `middle` grows
+                _ => 7,          // a cut: more entries than the limit, for a while
+            };
+            now += (round * 7_919 % 5_000) * ms;
+            let peek = log.peek(&quota(count), now);
+            while expected.front().is_some_and(|t| t + 60_000 * ms <= now) {
+                expected.pop_front();
+            }
+            assert_eq!(
+                peek.admitted,
+                expected.len() < count as usize,
+                "round {round}"
+            );
+            if peek.admitted {
+                log.charge(&quota(count), now);
+                expected.push_back(now);
+            }
+            let held: Vec<u64> = (0..log.len()).map(|i| log.step_at(i) * ms).collect();
+            assert_eq!(held, Vec::from(expected.clone()), "round {round}");
+        }
     }
 }

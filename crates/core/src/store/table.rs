@@ -8,24 +8,73 @@ use crate::algorithm::{FixedWindow, Gcra, LimitState, Peek, RollingLog, SlidingC
 use crate::clock::nanos_of;
 use crate::quota::{Algorithm, Quota};
 
-/// The states of one limit's keys.
-pub(super) struct Entries<K, S> {
-    /// The limit's window, for deciding when a key is idle.
-    window: u64,
-    map: HashTable<(K, S)>,
+/// A key and its state, as one element of a table.
+pub(super) trait Slot<K, S> {
+    fn new(key: K, state: S) -> Self;
+    fn key(&self) -> &K;
+    fn state(&self) -> &S;
+    fn state_mut(&mut self) -> &mut S;
 }
 
-impl<K: Hash + Eq + Clone, S: LimitState> Entries<K, S> {
+/// A key and its state, packed at their natural alignment: for small states.
+impl<K, S> Slot<K, S> for (K, S) {
+    fn new(key: K, state: S) -> Self {
+        (key, state)
+    }
+    fn key(&self) -> &K {
+        &self.0
+    }
+    fn state(&self) -> &S {
+        &self.1
+    }
+    fn state_mut(&mut self) -> &mut S {
+        &mut self.1
+    }
+}
+
+/// A key and its state starting on a cache line, so that a state sized to fill
+/// the rest of the line is read with one memory access, not two.
+#[repr(C, align(64))]
+pub(super) struct Line<K, S> {
+    key: K,
+    state: S,
+}
+
+impl<K, S> Slot<K, S> for Line<K, S> {
+    fn new(key: K, state: S) -> Self {
+        Self { key, state }
+    }
+    fn key(&self) -> &K {
+        &self.key
+    }
+    fn state(&self) -> &S {
+        &self.state
+    }
+    fn state_mut(&mut self) -> &mut S {
+        &mut self.state
+    }
+}
+
+/// The states of one limit's keys.
+pub(super) struct Entries<K, S, E = (K, S)> {
+    /// The limit's window, for deciding when a key is idle.
+    window: u64,
+    map: HashTable<E>,
+    _state: std::marker::PhantomData<fn(K) -> S>,
+}
+
+impl<K: Hash + Eq + Clone, S: LimitState, E: Slot<K, S>> Entries<K, S, E> {
     fn new(window: u64) -> Self {
         Self {
             window,
             map: HashTable::new(),
+            _state: std::marker::PhantomData,
         }
     }
 
     fn peek(&mut self, hash: u64, key: &K, quota: &Quota, now: u64) -> Peek {
-        match self.map.find_mut(hash, |(k, _)| k == key) {
-            Some((_, state)) => state.peek(quota, now),
+        match self.map.find_mut(hash, |e| e.key() == key) {
+            Some(entry) => entry.state_mut().peek(quota, now),
             None => S::fresh(quota).peek(quota, now),
         }
     }
@@ -33,9 +82,9 @@ impl<K: Hash + Eq + Clone, S: LimitState> Entries<K, S> {
     fn charge(&mut self, hash: u64, key: &K, quota: &Quota, now: u64, rehash: impl Fn(&K) -> u64) {
         let entry = self
             .map
-            .entry(hash, |(k, _)| k == key, |(k, _)| rehash(k))
-            .or_insert_with(|| (key.clone(), S::fresh(quota)));
-        entry.into_mut().1.charge(quota, now);
+            .entry(hash, |e| e.key() == key, |e| rehash(e.key()))
+            .or_insert_with(|| E::new(key.clone(), S::fresh(quota)));
+        entry.into_mut().state_mut().charge(quota, now);
     }
 
     /// Peeks and, when admitted and `commit`, charges, with one lookup: the
@@ -49,7 +98,8 @@ impl<K: Hash + Eq + Clone, S: LimitState> Entries<K, S> {
         commit: bool,
         rehash: impl Fn(&K) -> u64,
     ) -> Peek {
-        if let Some((_, state)) = self.map.find_mut(hash, |(k, _)| k == key) {
+        if let Some(entry) = self.map.find_mut(hash, |e| e.key() == key) {
+            let state = entry.state_mut();
             let peek = state.peek(quota, now);
             if peek.admitted && commit {
                 state.charge(quota, now);
@@ -61,17 +111,17 @@ impl<K: Hash + Eq + Clone, S: LimitState> Entries<K, S> {
         if peek.admitted && commit {
             state.charge(quota, now);
             self.map
-                .insert_unique(hash, (key.clone(), state), |(k, _)| rehash(k));
+                .insert_unique(hash, E::new(key.clone(), state), |e| rehash(e.key()));
         }
         peek
     }
 
     fn sweep(&mut self, now: u64, rehash: impl Fn(&K) -> u64) {
         let window = self.window;
-        self.map.retain(|(_, state)| !state.is_idle(window, now));
+        self.map.retain(|e| !e.state().is_idle(window, now));
         // Give memory back once most of the table is empty, not on every sweep.
         if self.map.len() * 4 < self.map.capacity() {
-            self.map.shrink_to(self.map.len() * 2, |(k, _)| rehash(k));
+            self.map.shrink_to(self.map.len() * 2, |e| rehash(e.key()));
         }
     }
 }
@@ -79,7 +129,8 @@ impl<K: Hash + Eq + Clone, S: LimitState> Entries<K, S> {
 /// One limit's table, or nothing yet.
 pub(super) enum Table<K> {
     Unused,
-    Rolling(Entries<K, RollingLog>),
+    /// A `u64` key and its log fill one cache line: see [`RollingLog`].
+    Rolling(Entries<K, RollingLog, Line<K, RollingLog>>),
     Fixed(Entries<K, FixedWindow>),
     Gcra(Entries<K, Gcra>),
     SlidingCounter(Entries<K, SlidingCounter>),
