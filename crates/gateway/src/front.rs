@@ -18,14 +18,28 @@ use tower::ServiceExt;
 
 use crate::layer::Enforcement;
 use crate::proxy::{ClientBody, Proxy};
+use crate::upstream::Idle;
 
 /// The path prefix of the gateway's own endpoints (nested in [`Gateway::app`](crate::Gateway::app)).
 const OWN_PREFIX: &str = "/_tollgate";
 
-/// What clients talk to.
+/// What clients talk to: makes the service of each client connection.
 #[derive(Clone)]
 pub(crate) struct Front {
     inner: Arc<Inner>,
+}
+
+/// The service of one client connection, with the upstream connections it
+/// keeps. Cloned for each request, and only ever on that connection's thread,
+/// so its reference count stays in one core's cache.
+#[derive(Clone)]
+pub(crate) struct Connection {
+    state: Arc<ConnectionState>,
+}
+
+struct ConnectionState {
+    inner: Arc<Inner>,
+    idle: Idle,
 }
 
 struct Inner {
@@ -53,32 +67,42 @@ impl Front {
             }),
         }
     }
+
+    /// The service for a new client connection.
+    pub(crate) fn connection(&self) -> Connection {
+        Connection {
+            state: Arc::new(ConnectionState {
+                inner: Arc::clone(&self.inner),
+                idle: Idle::default(),
+            }),
+        }
+    }
 }
 
 type Answer = Result<Response<ClientBody>, Infallible>;
 
-impl hyper::service::Service<Request<Incoming>> for Front {
+impl hyper::service::Service<Request<Incoming>> for Connection {
     type Response = Response<ClientBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let inner = Arc::clone(&self.inner);
         if request.uri().path().starts_with(OWN_PREFIX) {
-            let app = inner.app.clone();
+            let app = self.state.inner.app.clone();
             return Box::pin(async move {
                 let response = app.oneshot(request.map(Body::new)).await?;
                 Ok(response.map(Either::Right))
             });
         }
-        Box::pin(async move { Ok(inner.proxied(request).await) })
+        let state = Arc::clone(&self.state);
+        Box::pin(async move { Ok(state.inner.proxied(request, &state.idle).await) })
     }
 }
 
 impl Inner {
     /// The body limit, enforcement and the proxy, in that order (as the
     /// router's layers have them).
-    async fn proxied(&self, request: Request<Incoming>) -> Response<ClientBody> {
+    async fn proxied(&self, request: Request<Incoming>, idle: &Idle) -> Response<ClientBody> {
         let content_length = request
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -96,7 +120,7 @@ impl Inner {
         };
         let request = Request::from_parts(parts, Either::Left(Limited::new(body, limit)));
         let target = admitted.endpoint.map(|e| (e, admitted.key.id));
-        let mut response = self.proxy.forward(request, target).await;
+        let mut response = self.proxy.forward(request, target, idle).await;
         enforcement.annotate_headers(response.headers_mut(), &admitted);
         response
     }

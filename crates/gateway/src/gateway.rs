@@ -114,10 +114,7 @@ impl Gateway {
             Arc::clone(&metrics),
             Arc::clone(&ledger),
         );
-        let forward = ForwardTable {
-            routes: config.routes.clone(),
-            upstreams: config.upstreams.clone(),
-        };
+        let forward = ForwardTable::new(config.routes.clone(), config.upstreams.clone());
         Self {
             config: Arc::new(ArcSwap::from_pointee(config)),
             enforcement: Arc::new(ArcSwap::from_pointee(enforcement)),
@@ -180,10 +177,10 @@ impl Gateway {
             RouteTable::new(&config.routes),
         );
         self.enforcement.store(Arc::new(enforcement));
-        self.forward.store(Arc::new(ForwardTable {
-            routes: config.routes.clone(),
-            upstreams: config.upstreams.clone(),
-        }));
+        self.forward.store(Arc::new(ForwardTable::new(
+            config.routes.clone(),
+            config.upstreams.clone(),
+        )));
         self.config.store(Arc::new(config));
     }
 
@@ -227,7 +224,12 @@ impl Gateway {
             proxy,
             self.config.load().max_body as usize,
         );
-        let main = crate::server::serve_service(listener, front, header_timeout, stop.clone());
+        let main = crate::server::serve_service(
+            listener,
+            move || front.connection(),
+            header_timeout,
+            stop.clone(),
+        );
         match admin {
             Some(admin) => {
                 let admin = crate::server::serve(admin, self.admin_app(), header_timeout, stop);

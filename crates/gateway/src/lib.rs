@@ -16,5 +16,6 @@ pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod upstream;
 
 pub use gateway::{Gateway, StartError, bind, connect_redis};

@@ -8,17 +8,15 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderName};
-use http::{Request, StatusCode, Uri};
+use http::{Request, StatusCode};
 use http_body_util::{Either, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::config::{Route, Upstream};
 use crate::layer::Admitted;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
+use crate::upstream::{Idle, Target};
 
 /// Where each route forwards to; swapped on reload.
 pub struct ForwardTable {
@@ -26,6 +24,20 @@ pub struct ForwardTable {
     pub routes: Vec<Route>,
     /// The upstreams routes point into.
     pub upstreams: Vec<Upstream>,
+    /// Where each upstream's connections go, in the same order.
+    targets: Vec<Option<Target>>,
+}
+
+impl ForwardTable {
+    /// The table for `routes` into `upstreams`.
+    pub fn new(routes: Vec<Route>, upstreams: Vec<Upstream>) -> Self {
+        let targets = upstreams.iter().map(|u| Target::new(&u.url)).collect();
+        Self {
+            routes,
+            upstreams,
+            targets,
+        }
+    }
 }
 
 /// A request body on its way upstream: straight from the client connection
@@ -38,7 +50,9 @@ pub type ClientBody = Either<Incoming, Body>;
 
 /// The proxy's shared state.
 pub struct Proxy {
-    client: Client<HttpConnector, UpstreamBody>,
+    /// Upstream connections for requests that come through a router, which
+    /// has no client connection of its own to keep them.
+    idle: Idle,
     table: Arc<ArcSwap<ForwardTable>>,
     metrics: Arc<Metrics>,
     /// The header that carried the API key: never forwarded.
@@ -60,19 +74,14 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 pub static KEY_ID_HEADER: HeaderName = HeaderName::from_static("x-tollgate-key-id");
 
 impl Proxy {
-    /// A proxy over `table`, with a pooled HTTP/1 client.
+    /// A proxy over `table`.
     pub fn new(
         table: Arc<ArcSwap<ForwardTable>>,
         metrics: Arc<Metrics>,
         key_header: HeaderName,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(256)
-            .build(connector);
         Self {
-            client,
+            idle: Idle::default(),
             table,
             metrics,
             key_header,
@@ -87,7 +96,7 @@ pub async fn forward(State(proxy): State<Arc<Proxy>>, request: Request<Body>) ->
         .get::<Admitted>()
         .and_then(|a| a.endpoint.map(|e| (e, a.key.id)));
     proxy
-        .forward(request.map(Either::Right), target)
+        .forward(request.map(Either::Right), target, &proxy.idle)
         .await
         .map(|body| match body {
             Either::Left(upstream) => Body::new(upstream),
@@ -97,11 +106,12 @@ pub async fn forward(State(proxy): State<Arc<Proxy>>, request: Request<Body>) ->
 
 impl Proxy {
     /// Forwards `request`, admitted for `target` (endpoint, key id), to its
-    /// upstream.
+    /// upstream, on one of the connections `idle` keeps (or a new one).
     pub async fn forward(
         &self,
         mut request: Request<UpstreamBody>,
         target: Option<(u32, u32)>,
+        idle: &Idle,
     ) -> http::Response<ClientBody> {
         let table = self.table.load();
         let Some((route, key_id)) =
@@ -110,7 +120,10 @@ impl Proxy {
             return made(Problem::no_route(request.method(), request.uri().path()));
         };
         let upstream = &table.upstreams[route.upstream];
-        let Some(uri) = upstream_uri(&upstream.url, request.uri()) else {
+        let Some((connect, uri)) = table.targets[route.upstream]
+            .as_ref()
+            .and_then(|t| Some((t, t.origin_form(request.uri())?)))
+        else {
             return made(Problem::upstream(
                 StatusCode::BAD_GATEWAY,
                 "cannot build the upstream URL",
@@ -125,7 +138,7 @@ impl Proxy {
         headers.remove(header::HOST);
         headers.insert(KEY_ID_HEADER.clone(), key_id.into());
         let started = Instant::now();
-        let answer = tokio::time::timeout(upstream.timeout, self.client.request(request)).await;
+        let answer = tokio::time::timeout(upstream.timeout, idle.send(connect, request)).await;
         self.metrics
             .upstream_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -159,52 +172,4 @@ impl Proxy {
 /// A response the gateway made itself.
 fn made(problem: Problem) -> http::Response<ClientBody> {
     problem.into_response().map(Either::Right)
-}
-
-/// The upstream's scheme and authority, its path prefix, then the request's path
-/// and query.
-fn upstream_uri(base: &Uri, original: &Uri) -> Option<Uri> {
-    let prefix = base.path().trim_end_matches('/');
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(base.scheme()?.clone());
-    parts.authority = Some(base.authority()?.clone());
-    parts.path_and_query = match (prefix, original.path_and_query()) {
-        // No prefix: the request's own path and query, as parsed already.
-        ("", Some(path_and_query)) => Some(path_and_query.clone()),
-        (prefix, path_and_query) => {
-            let path_and_query = path_and_query.map_or("/", |p| p.as_str());
-            Some(format!("{prefix}{path_and_query}").try_into().ok()?)
-        }
-    };
-    Uri::from_parts(parts).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_upstream_prefix_comes_before_the_request_path_and_query() {
-        let base: Uri = "http://127.0.0.1:9000/api/".parse().unwrap();
-        let original: Uri = "/dev/v1/x?page=2".parse().unwrap();
-        assert_eq!(
-            upstream_uri(&base, &original).unwrap(),
-            "http://127.0.0.1:9000/api/dev/v1/x?page=2"
-        );
-        let base: Uri = "http://127.0.0.1:9000".parse().unwrap();
-        assert_eq!(
-            upstream_uri(&base, &original).unwrap(),
-            "http://127.0.0.1:9000/dev/v1/x?page=2"
-        );
-        let base: Uri = "http://127.0.0.1:9000/".parse().unwrap();
-        assert_eq!(
-            upstream_uri(&base, &"/".parse().unwrap()).unwrap(),
-            "http://127.0.0.1:9000/"
-        );
-        let absolute: Uri = "http://client.example/a?b".parse().unwrap();
-        assert_eq!(
-            upstream_uri(&base, &absolute).unwrap(),
-            "http://127.0.0.1:9000/a?b"
-        );
-    }
 }

@@ -39,20 +39,22 @@ pub async fn serve(
     let service = TowerToHyperService::new(
         router.map_request(|request: Request<Incoming>| request.map(Body::new)),
     );
-    serve_service(listener, service, header_timeout, shutdown).await;
+    serve_service(listener, move || service.clone(), header_timeout, shutdown).await;
 }
 
-/// Serves `service` on `listener` until `shutdown` flips to true, then drains.
+/// Serves the services `make` makes, one per connection, on `listener` until
+/// `shutdown` flips to true, then drains.
 ///
 /// HTTP/1 connections get hyper's HTTP/1 server directly; a connection that
 /// opens with the HTTP/2 preface (h2c with prior knowledge) gets the
 /// version-detecting server, so both versions are still served.
-pub(crate) async fn serve_service<S, B>(
+pub(crate) async fn serve_service<M, S, B>(
     listener: TcpListener,
-    service: S,
+    make: M,
     header_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) where
+    M: Fn() -> S,
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -88,7 +90,7 @@ pub(crate) async fn serve_service<S, B>(
                 };
                 let _ = stream.set_nodelay(true);
                 let watcher = graceful.watcher();
-                let service = service.clone();
+                let service = make();
                 let http1 = http1.clone();
                 let both = both.clone();
                 let mut stop = shutdown.clone();

@@ -733,3 +733,30 @@ async fn raw_exchange(gw: &TestGateway, bytes: &[u8]) -> String {
         .unwrap();
     String::from_utf8_lossy(&answer[..read]).into_owned()
 }
+
+#[tokio::test]
+async fn a_kept_upstream_connection_the_upstream_closed_is_replaced_not_answered_502() {
+    let (address, upstream) = support::ClosingUpstream::start().await;
+    let gw =
+        TestGateway::start(&CONFIG.replace("UPSTREAM", &format!("http://{address}/api/"))).await;
+    gw.key(KEY).await;
+    let accepted = || upstream.accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(gw.get("/x?a=1", Some(KEY)).await.status(), StatusCode::OK);
+    assert_eq!(gw.get("/y", Some(KEY)).await.status(), StatusCode::OK);
+    assert_eq!(accepted(), 1, "the connection is kept between requests");
+    upstream.close_idle().await;
+    for _ in 0..3 {
+        assert_eq!(gw.get("/z", Some(KEY)).await.status(), StatusCode::OK);
+    }
+    assert_eq!(accepted(), 2, "one new connection, kept again");
+    let host = format!("{address}");
+    let seen = upstream.seen.lock().unwrap().clone();
+    assert_eq!(seen[0], (host.clone(), "/api/x?a=1".to_owned()));
+    assert_eq!(seen[1], (host.clone(), "/api/y".to_owned()));
+    assert!(
+        seen[2..]
+            .iter()
+            .all(|s| *s == (host.clone(), "/api/z".to_owned()))
+    );
+    gw.stop().await;
+}

@@ -152,3 +152,67 @@ pub async fn problem(response: reqwest::Response) -> serde_json::Value {
     );
     response.json().await.unwrap()
 }
+
+/// A hyper upstream that can close its idle keep-alive connections, as an
+/// upstream with a short idle timeout does; it records what each request
+/// looked like on the wire.
+#[derive(Clone, Default)]
+pub struct ClosingUpstream {
+    /// Connections accepted so far.
+    pub accepted: Arc<AtomicU64>,
+    /// Connections closed so far.
+    pub closed: Arc<AtomicU64>,
+    /// `Host` and request target of each request.
+    pub seen: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    close: Arc<tokio::sync::Notify>,
+}
+
+impl ClosingUpstream {
+    /// Starts it on a free loopback port.
+    pub async fn start() -> (SocketAddr, Self) {
+        let upstream = Self::default();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let serving = upstream.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                serving.accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serving.clone().connection(stream));
+            }
+        });
+        (address, upstream)
+    }
+
+    async fn connection(self, stream: tokio::net::TcpStream) {
+        let seen = Arc::clone(&self.seen);
+        let service = hyper::service::service_fn(move |request: http::Request<_>| {
+            let host = request.headers().get(http::header::HOST);
+            let host = host.map_or("-", |h| h.to_str().unwrap()).to_owned();
+            seen.lock().unwrap().push((host, request.uri().to_string()));
+            async { Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned())) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        // Dropping the connection closes the socket without a word, as an
+        // idle timeout does.
+        tokio::select! {
+            _ = connection => {}
+            () = self.close.notified() => {}
+        }
+        self.closed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Closes every open connection, and returns once they are closed.
+    pub async fn close_idle(&self) {
+        self.close.notify_waiters();
+        let open = self.accepted.load(Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while self.closed.load(Ordering::SeqCst) < open {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the upstream closes its connections");
+    }
+}
