@@ -45,6 +45,14 @@ impl Decision {
         }
     }
 
+    /// A decision with one verdict: the common case, built in place.
+    #[inline]
+    pub(crate) fn single(verdict: Verdict) -> Self {
+        let mut verdicts = SmallVec::new();
+        verdicts.push(verdict);
+        Self { verdicts }
+    }
+
     /// True when every matching limit admitted the request (and so each was charged).
     pub fn is_admitted(&self) -> bool {
         self.verdicts.iter().all(|v| v.admitted)

@@ -93,6 +93,7 @@ impl<K: Hash + Eq + Clone> MemoryStore<K> {
 
     /// Decides one request at `now`: admitted only if every charge admits it, and
     /// then all are charged; otherwise none is.
+    #[inline]
     pub fn decide_at(&self, charges: &[Charge<K>], now: Timestamp) -> Decision {
         self.decide_inner(charges, now, true)
     }
@@ -103,6 +104,7 @@ impl<K: Hash + Eq + Clone> MemoryStore<K> {
         self.decide_inner(charges, now, false)
     }
 
+    #[inline]
     fn decide_inner(&self, charges: &[Charge<K>], now: Timestamp, commit: bool) -> Decision {
         let now = now.as_nanos();
         match charges {
@@ -144,7 +146,7 @@ impl<K: Hash + Eq + Clone> MemoryStore<K> {
             |k| self.hash(charge.limit, k),
         );
         let charged = peek.admitted && commit;
-        Decision::new([verdict(charge, peek, charged)])
+        Decision::single(verdict(charge, peek, charged))
     }
 
     fn decide_many(&self, charges: &[Charge<K>], now: u64, commit: bool) -> Decision {
@@ -221,6 +223,7 @@ impl<K: Hash + Eq + Clone> MemoryStore<K> {
 /// The verdict for one charge. When the decision as a whole was rejected, a limit
 /// that would have admitted was not charged, so its remaining count is one more
 /// than its peek said.
+#[inline]
 fn verdict<K>(charge: &Charge<K>, peek: crate::algorithm::Peek, charged: bool) -> Verdict {
     let remaining = if peek.admitted && !charged {
         peek.remaining + 1
