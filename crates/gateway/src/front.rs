@@ -68,6 +68,19 @@ impl Front {
         }
     }
 
+    /// A front with the same parts for another worker thread, so that the
+    /// reference counts each connection takes stay with that worker.
+    pub(crate) fn for_worker(&self) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                app: self.inner.app.clone(),
+                enforcement: Arc::clone(&self.inner.enforcement),
+                proxy: Arc::clone(&self.inner.proxy),
+                max_body: self.inner.max_body,
+            }),
+        }
+    }
+
     /// The service for a new client connection.
     pub(crate) fn connection(&self) -> Connection {
         Connection {

@@ -208,7 +208,8 @@ impl Gateway {
     }
 
     /// Serves clients on `listener` and the admin API on `admin` until
-    /// `shutdown` completes, then lets in-flight requests finish.
+    /// `shutdown` completes, then lets in-flight requests finish. Everything
+    /// runs on the caller's runtime.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -217,27 +218,60 @@ impl Gateway {
     ) {
         let stop = crate::server::shutdown_on(shutdown);
         let header_timeout = self.config.load().header_timeout;
-        let proxy = self.proxy();
-        let front = crate::front::Front::new(
-            self.app_with(Arc::clone(&proxy)),
-            Arc::clone(&self.enforcement),
-            proxy,
-            self.config.load().max_body as usize,
-        );
+        let front = self.front();
         let main = crate::server::serve_service(
             listener,
             move || front.connection(),
             header_timeout,
             stop.clone(),
         );
-        match admin {
-            Some(admin) => {
-                let admin = crate::server::serve(admin, self.admin_app(), header_timeout, stop);
-                tokio::join!(main, admin);
-            }
-            None => main.await,
-        }
+        tokio::join!(main, self.serve_admin(admin, stop));
         self.keys.close().await;
+    }
+
+    /// Serves clients on worker threads, one per listener, each with its own
+    /// runtime, and the admin API on `admin` on the caller's runtime, until
+    /// `shutdown` completes; then every worker lets its in-flight requests
+    /// finish, and this returns once all have.
+    pub async fn serve_workers(
+        self,
+        listeners: crate::workers::WorkerListeners,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let stop = crate::server::shutdown_on(shutdown);
+        let header_timeout = self.config.load().header_timeout;
+        let ended = crate::workers::start(listeners, &self.front(), header_timeout, &stop);
+        let workers = async {
+            for end in ended {
+                let _ = end.await;
+            }
+        };
+        tokio::join!(workers, self.serve_admin(admin, stop));
+        self.keys.close().await;
+    }
+
+    /// What clients talk to.
+    fn front(&self) -> crate::front::Front {
+        let proxy = self.proxy();
+        crate::front::Front::new(
+            self.app_with(Arc::clone(&proxy)),
+            Arc::clone(&self.enforcement),
+            proxy,
+            self.config.load().max_body as usize,
+        )
+    }
+
+    /// Serves the admin API, if there is a listener for it, until `stop` flips.
+    async fn serve_admin(
+        &self,
+        admin: Option<TcpListener>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if let Some(admin) = admin {
+            let header_timeout = self.config.load().header_timeout;
+            crate::server::serve(admin, self.admin_app(), header_timeout, stop).await;
+        }
     }
 }
 

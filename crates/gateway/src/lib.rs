@@ -17,5 +17,6 @@ pub mod routes;
 pub mod server;
 pub mod store;
 pub mod upstream;
+pub mod workers;
 
 pub use gateway::{Gateway, StartError, bind, connect_redis};

@@ -1,5 +1,6 @@
 //! `tollgate serve`: the gateway.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use tollgate_core::SystemClock;
 use tollgate_gateway::config::GatewayConfig;
+use tollgate_gateway::workers::WorkerListeners;
 use tollgate_gateway::{Gateway, bind};
 
 /// Arguments of `tollgate serve`.
@@ -22,6 +24,10 @@ pub struct ServeArgs {
     /// gateway that names it, instead of in this process; overrides `[redis]`.
     #[arg(long, value_name = "URL", env = "TOLLGATE_REDIS")]
     redis: Option<String>,
+    /// Serve clients on this many worker threads, each with its own runtime
+    /// and listener; overrides `workers` (default: one per core).
+    #[arg(long, value_name = "N", env = "TOLLGATE_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
 }
 
 /// Loads the configuration, then serves until SIGTERM or Ctrl-C; SIGHUP reloads.
@@ -50,23 +56,34 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    if let Some(workers) = args.workers.and_then(|w| NonZeroUsize::new(w.into())) {
+        config.workers = Some(workers);
+    }
+    // This thread's runtime keeps the admin API, signals, the key database and
+    // Redis; clients are served on the worker threads, each with its own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(serve(config))
 }
 
 async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     let listen = config.listen;
+    let workers = config
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
     let admin_listen = config
         .admin
         .as_ref()
         .map(|a| (a.listen, a.token_env.clone()));
     let gateway = Gateway::open(config, Arc::new(SystemClock::new())).await?;
-    let listener = bind(listen).await?;
+    let listeners = WorkerListeners::bind(listen, workers)?;
     let admin = match &admin_listen {
         Some((address, _)) => Some(bind(*address).await?),
         None => None,
     };
-    tracing::info!(%listen, admin = ?admin_listen.as_ref().map(|a| a.0), "tollgate gateway serving");
+    tracing::info!(%listen, workers, admin = ?admin_listen.as_ref().map(|a| a.0), "tollgate gateway serving");
     if let Some((_, token_env)) = &admin_listen
         && std::env::var(token_env).map_or(true, |t| t.is_empty())
     {
@@ -76,7 +93,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     }
     reload_on_sighup(gateway.clone());
     gateway
-        .serve(listener, admin, super::shutdown_signal())
+        .serve_workers(listeners, admin, super::shutdown_signal())
         .await;
     tracing::info!("tollgate gateway stopped");
     Ok(())

@@ -6,6 +6,7 @@ mod raw;
 mod validate;
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -83,6 +84,9 @@ pub struct GatewayConfig {
     pub source: PathBuf,
     /// Where clients connect.
     pub listen: SocketAddr,
+    /// How many worker threads serve clients, each with its own listener on
+    /// `listen`; one per core when `None`.
+    pub workers: Option<NonZeroUsize>,
     /// The SQLite file of API keys.
     pub database: PathBuf,
     /// How clients present their key.

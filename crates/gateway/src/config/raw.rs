@@ -9,6 +9,9 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub listen: Spanned<String>,
+    /// Worker threads; one per core when left out.
+    #[serde(default)]
+    pub workers: Option<Spanned<u32>>,
     #[serde(default)]
     pub database: Option<Spanned<String>>,
     #[serde(default)]

@@ -118,3 +118,14 @@ fn redis_cluster_is_said_in_the_redis_table() {
     let text = format!("{EXAMPLE}\n[redis]\nurl = \"redis://10.0.0.5:6379\"\n");
     assert!(!parse(&text).unwrap().redis.unwrap().cluster);
 }
+
+#[test]
+fn workers_default_to_one_per_core_and_zero_is_refused_at_its_line() {
+    assert_eq!(parse(EXAMPLE).unwrap().workers, None);
+    let listen = "listen = \"127.0.0.1:8080\"";
+    let two = EXAMPLE.replacen(listen, &format!("{listen}\nworkers = 2"), 1);
+    assert_eq!(parse(&two).unwrap().workers, NonZeroUsize::new(2));
+    let err = broken(listen, &format!("workers = 0\n{listen}"));
+    assert_eq!(err.key, "workers");
+    assert!(err.problem.contains("at least one worker"), "{err}");
+}

@@ -1,5 +1,6 @@
 //! From the file as written to a checked [`GatewayConfig`].
 
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
@@ -75,6 +76,12 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<GatewayConfig> {
     Ok(GatewayConfig {
         source: path.to_owned(),
         listen: at.address("listen", &raw.listen)?,
+        workers: match &raw.workers {
+            None => None,
+            Some(w) => Some(NonZeroUsize::new(*w.get_ref() as usize).ok_or_else(|| {
+                at.error(&w.span(), "workers", "is 0: the gateway needs at least one worker thread; write 1 or more, or leave `workers` out for one per core")
+            })?),
+        },
         database,
         api_key: api_key(&at, &raw)?,
         admin: match &raw.admin {

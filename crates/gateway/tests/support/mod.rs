@@ -17,9 +17,20 @@ use tollgate_gateway::config::GatewayConfig;
 use tollgate_gateway::keys::Keys;
 
 /// The example API: counts what reaches it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Upstream {
     pub hits: Arc<AtomicU64>,
+    /// `/held` answers once a permit is added here.
+    pub held: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Self {
+            hits: Arc::default(),
+            held: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
 }
 
 impl Upstream {
@@ -45,11 +56,18 @@ async fn slow(State(upstream): State<Upstream>) -> &'static str {
     "late"
 }
 
+async fn held(State(upstream): State<Upstream>) -> &'static str {
+    upstream.hits.fetch_add(1, Ordering::SeqCst);
+    upstream.held.acquire().await.unwrap().forget();
+    "released"
+}
+
 /// Starts the upstream on a free loopback port.
 pub async fn start_upstream() -> (SocketAddr, Upstream) {
     let upstream = Upstream::default();
     let app = Router::new()
         .route("/slow", get(slow))
+        .route("/held", get(held))
         .fallback(any(hit))
         .with_state(upstream.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
