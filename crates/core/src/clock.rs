@@ -66,8 +66,13 @@ impl std::ops::Sub<Duration> for Timestamp {
 }
 
 /// A duration in nanoseconds, saturating at `u64::MAX` (about 584 years).
+///
+/// In `u64` arithmetic, not through `Duration::as_nanos`'s `u128`: every
+/// decision converts its quota's window.
 pub(crate) fn nanos_of(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
 }
 
 /// A source of the current instant.
@@ -173,5 +178,25 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         ManualClock::now(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nanos_of_agrees_with_as_nanos_and_saturates() {
+        let largest = Duration::new(u64::MAX / 1_000_000_000, (u64::MAX % 1_000_000_000) as u32);
+        for d in [
+            Duration::ZERO,
+            Duration::from_millis(1_500),
+            Duration::from_secs(60),
+            largest,
+        ] {
+            assert_eq!(u128::from(nanos_of(d)), d.as_nanos(), "{d:?}");
+        }
+        assert_eq!(nanos_of(largest + Duration::from_nanos(1)), u64::MAX);
+        assert_eq!(nanos_of(Duration::MAX), u64::MAX);
     }
 }
