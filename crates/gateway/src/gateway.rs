@@ -224,6 +224,7 @@ impl Gateway {
             move || front.connection(),
             header_timeout,
             stop.clone(),
+            None,
         );
         tokio::join!(main, self.serve_admin(admin, stop));
         self.keys.close().await;

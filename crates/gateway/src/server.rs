@@ -19,6 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use crate::workers::{Balance, Counted};
+
 /// The largest request head (request line and headers) accepted: larger ones
 /// are refused with `431` by the HTTP layer.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -39,7 +41,14 @@ pub async fn serve(
     let service = TowerToHyperService::new(
         router.map_request(|request: Request<Incoming>| request.map(Body::new)),
     );
-    serve_service(listener, move || service.clone(), header_timeout, shutdown).await;
+    serve_service(
+        listener,
+        move || service.clone(),
+        header_timeout,
+        shutdown,
+        None,
+    )
+    .await;
 }
 
 /// Serves the services `make` makes, one per connection, on `listener` until
@@ -52,7 +61,8 @@ pub(crate) async fn serve_service<M, S, B>(
     listener: TcpListener,
     make: M,
     header_timeout: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    mut balance: Option<Balance>,
 ) where
     M: Fn() -> S,
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
@@ -76,6 +86,39 @@ pub(crate) async fn serve_service<M, S, B>(
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEADER_BYTES);
     let graceful = GracefulShutdown::new();
+    let serve = |stream: TcpStream, counted: Option<Counted>| {
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let service = make();
+        let http1 = http1.clone();
+        let both = both.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            // Counts the connection as open on this worker until it ends.
+            let _counted = counted;
+            let h2 = tokio::select! {
+                h2 = opens_with_h2_preface(&stream) => h2,
+                () = stopped(&mut stop) => return,
+            };
+            let result = match h2 {
+                None => return,
+                Some(false) => {
+                    let connection = http1.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(connection).await.map_err(Into::into)
+                }
+                Some(true) => {
+                    let connection = both
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    watcher.watch(connection).await
+                }
+            };
+            if let Err(err) = result {
+                tracing::debug!(%err, "connection ended with an error");
+            }
+        });
+    };
+    let mut stop = shutdown.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -88,36 +131,17 @@ pub(crate) async fn serve_service<M, S, B>(
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
-                let watcher = graceful.watcher();
-                let service = make();
-                let http1 = http1.clone();
-                let both = both.clone();
-                let mut stop = shutdown.clone();
-                tokio::spawn(async move {
-                    let h2 = tokio::select! {
-                        h2 = opens_with_h2_preface(&stream) => h2,
-                        () = stopped(&mut stop) => return,
-                    };
-                    let result = match h2 {
-                        None => return,
-                        Some(false) => {
-                            let connection = http1.serve_connection(TokioIo::new(stream), service);
-                            watcher.watch(connection).await.map_err(Into::into)
+                match balance.as_ref() {
+                    None => serve(stream, None),
+                    Some(balance) => {
+                        if let Some((stream, counted)) = balance.place(stream) {
+                            serve(stream, Some(counted));
                         }
-                        Some(true) => {
-                            let connection = both
-                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                                .into_owned();
-                            watcher.watch(connection).await
-                        }
-                    };
-                    if let Err(err) = result {
-                        tracing::debug!(%err, "connection ended with an error");
                     }
-                });
+                }
             }
-            () = stopped(&mut shutdown) => break,
+            Some((stream, counted)) = handed_over(balance.as_mut()) => serve(stream, Some(counted)),
+            () = stopped(&mut stop) => break,
         }
     }
     drop(listener);
@@ -126,6 +150,14 @@ pub(crate) async fn serve_service<M, S, B>(
         .is_err()
     {
         tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
+    }
+}
+
+/// A connection another worker handed over (never, without a balance).
+async fn handed_over(balance: Option<&mut Balance>) -> Option<(TcpStream, Counted)> {
+    match balance {
+        Some(balance) => balance.handed_over().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -9,8 +9,12 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{oneshot, watch};
+
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::StartError;
 use crate::front::Front;
@@ -92,7 +96,8 @@ pub(crate) fn start(
     stop: &watch::Receiver<bool>,
 ) -> Vec<oneshot::Receiver<()>> {
     let mut ended = Vec::with_capacity(listeners.listeners.len());
-    for (i, listener) in listeners.listeners.into_iter().enumerate() {
+    let balances = Balance::for_workers(listeners.listeners.len());
+    for ((i, listener), balance) in listeners.listeners.into_iter().enumerate().zip(balances) {
         // Each worker gets its own front (and proxy), so that nothing it
         // touches per request is counted by the other workers.
         let front = front.for_worker();
@@ -101,7 +106,7 @@ pub(crate) fn start(
         let spawned = std::thread::Builder::new()
             .name(format!("tollgate-worker-{i}"))
             .spawn(move || {
-                run_worker(listener, front, header_timeout, stop);
+                run_worker(listener, front, header_timeout, stop, balance);
                 let _ = done.send(());
             });
         match spawned {
@@ -117,6 +122,7 @@ fn run_worker(
     front: Front,
     header_timeout: Duration,
     stop: watch::Receiver<bool>,
+    balance: Balance,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -136,7 +142,155 @@ fn run_worker(
                 return;
             }
         };
-        crate::server::serve_service(listener, move || front.connection(), header_timeout, stop)
-            .await;
+        crate::server::serve_service(
+            listener,
+            move || front.connection(),
+            header_timeout,
+            stop,
+            Some(balance),
+        )
+        .await;
     });
+}
+
+/// Open connections of one worker, on a cache line of its own.
+#[derive(Default)]
+#[repr(align(64))]
+struct Open(AtomicUsize);
+
+/// Keeps the workers' shares of the open connections even. `SO_REUSEPORT`
+/// spreads connections by a hash of their addresses, which can leave one
+/// worker with many more long-lived connections than another (say 37 of 64),
+/// and that worker's clients wait longer. A worker that accepts a connection
+/// while it has two more open than the least busy worker hands it over.
+pub(crate) struct Balance {
+    me: usize,
+    open: Arc<[Open]>,
+    peers: Arc<[mpsc::UnboundedSender<std::net::TcpStream>]>,
+    inbox: mpsc::UnboundedReceiver<std::net::TcpStream>,
+}
+
+/// Counts a connection as open on its worker until it is dropped.
+pub(crate) struct Counted {
+    open: Arc<[Open]>,
+    at: usize,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.open[self.at].0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Balance {
+    /// One balance for each of `workers` workers.
+    fn for_workers(workers: usize) -> Vec<Self> {
+        let open: Arc<[Open]> = (0..workers).map(|_| Open::default()).collect();
+        let (peers, inboxes): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
+        let peers: Arc<[_]> = peers.into();
+        inboxes
+            .into_iter()
+            .enumerate()
+            .map(|(me, inbox)| Self {
+                me,
+                open: Arc::clone(&open),
+                peers: Arc::clone(&peers),
+                inbox,
+            })
+            .collect()
+    }
+
+    fn counted(&self, at: usize) -> Counted {
+        self.open[at].0.fetch_add(1, Ordering::Relaxed);
+        Counted {
+            open: Arc::clone(&self.open),
+            at,
+        }
+    }
+
+    /// Where a connection this worker accepted is served: here (returned,
+    /// counted), or handed to the least busy worker (`None`).
+    pub(crate) fn place(&self, stream: TcpStream) -> Option<(TcpStream, Counted)> {
+        let mine = self.open[self.me].0.load(Ordering::Relaxed);
+        let least = (0..self.open.len()).min_by_key(|&i| self.open[i].0.load(Ordering::Relaxed))?;
+        if mine <= self.open[least].0.load(Ordering::Relaxed) + 1 {
+            return Some((stream, self.counted(self.me)));
+        }
+        let counted = self.counted(least);
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::debug!(%err, "a connection could not be handed over");
+                return None;
+            }
+        };
+        match self.peers[least].send(stream) {
+            Ok(()) => {
+                // The receiving worker counts it from now on.
+                std::mem::forget(counted);
+                None
+            }
+            // That worker has stopped: serve it here.
+            Err(mpsc::error::SendError(stream)) => {
+                drop(counted);
+                let stream = TcpStream::from_std(stream).ok()?;
+                Some((stream, self.counted(self.me)))
+            }
+        }
+    }
+
+    /// The next connection another worker handed over (already counted here).
+    pub(crate) async fn handed_over(&mut self) -> Option<(TcpStream, Counted)> {
+        loop {
+            let stream = self.inbox.recv().await?;
+            match TcpStream::from_std(stream) {
+                Ok(stream) => {
+                    let counted = Counted {
+                        open: Arc::clone(&self.open),
+                        at: self.me,
+                    };
+                    return Some((stream, counted));
+                }
+                Err(err) => {
+                    self.open[self.me].0.fetch_sub(1, Ordering::Relaxed);
+                    tracing::debug!(%err, "a handed-over connection could not be served");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected stream on 127.0.0.1 (the peer end is dropped).
+    async fn stream() -> TcpStream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (_client, accepted) = tokio::join!(client, listener.accept());
+        accepted.unwrap().0
+    }
+
+    #[tokio::test]
+    async fn a_worker_two_connections_ahead_hands_the_next_one_over() {
+        let [zero, mut one]: [Balance; 2] = Balance::for_workers(2).try_into().ok().unwrap();
+        let open = |i: usize| zero.open[i].0.load(Ordering::Relaxed);
+        let (_a, first) = zero.place(stream().await).expect("served here");
+        let (_b, second) = zero.place(stream().await).expect("one ahead: still here");
+        assert_eq!((open(0), open(1)), (2, 0));
+        assert!(
+            zero.place(stream().await).is_none(),
+            "two ahead: handed over"
+        );
+        assert_eq!((open(0), open(1)), (2, 1));
+        let (_c, third) = one.handed_over().await.unwrap();
+        drop((first, second, third));
+        assert_eq!(
+            (open(0), open(1)),
+            (0, 0),
+            "closed connections are not counted"
+        );
+    }
 }
