@@ -26,8 +26,17 @@ pub struct ServeArgs {
     redis: Option<String>,
     /// Serve clients on this many worker threads, each with its own runtime
     /// and listener; overrides `workers` (default: one per core).
-    #[arg(long, value_name = "N", env = "TOLLGATE_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
-    workers: Option<u16>,
+    #[arg(long, value_name = "N", env = "TOLLGATE_WORKERS", value_parser = worker_count)]
+    workers: Option<NonZeroUsize>,
+}
+
+/// `--workers`: a whole number from 1.
+fn worker_count(text: &str) -> Result<NonZeroUsize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("the gateway needs at least one worker thread: write 1 or more, or leave --workers out for one per core".into()),
+        Ok(n) => NonZeroUsize::new(n).ok_or_else(String::new),
+        Err(_) => Err(format!("`{text}` is not a number of threads: write 1 or more")),
+    }
 }
 
 /// Loads the configuration, then serves until SIGTERM or Ctrl-C; SIGHUP reloads.
@@ -56,7 +65,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    if let Some(workers) = args.workers.and_then(|w| NonZeroUsize::new(w.into())) {
+    if let Some(workers) = args.workers {
         config.workers = Some(workers);
     }
     // This thread's runtime keeps the admin API, signals, the key database and
@@ -114,4 +123,17 @@ fn reload_on_sighup(gateway: Gateway) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_must_be_a_whole_number_from_one() {
+        assert_eq!(worker_count("3"), Ok(NonZeroUsize::new(3).unwrap()));
+        let zero = worker_count("0").unwrap_err();
+        assert!(zero.contains("at least one worker thread"), "{zero}");
+        assert!(worker_count("two").unwrap_err().contains("`two`"));
+    }
 }
