@@ -7,7 +7,7 @@
 //! those still in the window.
 //!
 //! To keep a key at its limit under 256 bytes at `count = 50`, and a decision
-//! to one cache line (see [`RollingLog`]), instants are stored as
+//! to one cache line (see `RollingLog`), instants are stored as
 //! their low 16 bits, read back relative to the newest (every live entry is
 //! within 60,000 steps of it, so the difference never wraps twice), in a
 //! resolution chosen per window so that a
