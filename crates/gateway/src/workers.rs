@@ -33,6 +33,16 @@ impl WorkerListeners {
     /// port the first one got). Needs a runtime to register them in; they are
     /// handed over to the workers' runtimes later.
     pub fn bind(address: SocketAddr, workers: NonZeroUsize) -> Result<Self, StartError> {
+        // SO_REUSEPORT would also let these listeners share the port with any
+        // other process of the same user that set it: a second gateway started
+        // by mistake would quietly take part of the connections. A plain bind
+        // first makes a port in use an error, as it is with one worker.
+        if workers.get() > 1 && address.port() != 0 {
+            drop(
+                std::net::TcpListener::bind(address)
+                    .map_err(|source| StartError::Listen { address, source })?,
+            );
+        }
         let mut address = address;
         let mut listeners = Vec::with_capacity(workers.get());
         for _ in 0..workers.get() {
@@ -271,6 +281,18 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (_client, accepted) = tokio::join!(client, listener.accept());
         accepted.unwrap().0
+    }
+
+    #[tokio::test]
+    async fn a_port_another_gateway_listens_on_is_refused_not_shared() {
+        let two = NonZeroUsize::new(2).unwrap();
+        let first = WorkerListeners::bind("127.0.0.1:0".parse().unwrap(), two).unwrap();
+        let taken = first.local_addr().unwrap();
+        let second = WorkerListeners::bind(taken, two);
+        assert!(
+            matches!(second, Err(StartError::Listen { .. })),
+            "a second gateway on {taken} must fail to start, not take half the connections"
+        );
     }
 
     #[tokio::test]
