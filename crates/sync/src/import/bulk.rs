@@ -13,9 +13,9 @@ use std::sync::atomic::Ordering;
 use tollgate_sql::{Checkpoint, ListQuery, MAX_LIST_LIMIT, Record, RunOutcome, StoredRecord};
 
 use super::context::SourceContext;
-use super::fetch::{Fetched, MAX_ATTEMPTS, backoff, fetch};
+use super::fetch::{Fetched, fetch};
 use super::page::{self, Position};
-use super::run::{ImportError, Imported, WHOLE_FAN_OUT, storage, text, to_records};
+use super::run::{ImportError, Imported, WHOLE_FAN_OUT, ask_again, storage, text, to_records};
 use crate::config::{Bulk, ForEach, Pagination, Resource};
 
 /// How the checkpoint's cursor names the last parent of the last stored batch.
@@ -211,15 +211,7 @@ async fn read_batch(
             Ok(page) => return Ok(to_records(shape, page.records, ctx.now_ms())),
             Err(problem) => {
                 unusable += 1;
-                ctx.stats.failures.fetch_add(1, Ordering::Relaxed);
-                if unusable >= MAX_ATTEMPTS {
-                    return Err(ImportError::Unusable {
-                        resource: shape.name.clone(),
-                        problem: problem.to_string(),
-                    });
-                }
-                tracing::warn!(resource = %shape.name, %url, %problem, "unusable answer; asking again");
-                tokio::time::sleep(backoff(unusable)).await;
+                ask_again(ctx, &shape.name, url, &problem, unusable).await?;
             }
         }
     }

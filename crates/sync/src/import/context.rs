@@ -12,7 +12,7 @@ use tollgate_sql::Storage;
 
 use super::claim::Division;
 use crate::config::Source;
-use crate::pacer::{Pacer, PastRequest};
+use crate::pacer::{Advice, Answer, Pacer, PastRequest, Permit};
 
 /// Counters of one source, for the progress line, `/status` and the report.
 #[derive(Debug, Default)]
@@ -76,7 +76,41 @@ pub enum ContextError {
     Client(String, reqwest::Error),
 }
 
+/// A provider's whole answer: status, headers and body.
+pub type Answered = (http::StatusCode, http::HeaderMap, bytes::Bytes);
+
 impl SourceContext {
+    /// Sends `request`, which the pacer let go with `permit`, reads the whole
+    /// answer, and tells the pacer (and the restart record) how it went.
+    /// Returns the answer and, after a `429`, the instant every request of the
+    /// source is paused until.
+    pub async fn send_paced(
+        &self,
+        permit: Permit,
+        request: reqwest::RequestBuilder,
+    ) -> (Result<Answered, reqwest::Error>, Option<Timestamp>) {
+        let id = permit.id;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let result = match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                let headers = response.headers().clone();
+                response.bytes().await.map(|body| (status, headers, body))
+            }
+            Err(err) => Err(err),
+        };
+        let (answer, advice) = match &result {
+            Ok((status, headers, _)) => (
+                Answer::Status(status.as_u16()),
+                Advice::from_headers(headers, std::time::SystemTime::now()),
+            ),
+            Err(_) => (Answer::Failed, Advice::default()),
+        };
+        let paused = self.pacer.complete(permit, answer, &advice).await;
+        self.note_answered(id).await;
+        (result, paused)
+    }
+
     /// A context for `source`, reading its key secret now. Without known limits
     /// (`discover`) the pacer starts at one request per second and adopts what
     /// the provider announces.

@@ -7,14 +7,13 @@
 //! are retried with jittered exponential backoff, a few times, then reported.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use rand::Rng;
 
 use super::context::SourceContext;
-use crate::pacer::{Advice, Answer};
 
 /// Attempts for a request that fails without a `429` (server errors, timeouts,
 /// unusable bodies).
@@ -80,24 +79,7 @@ pub async fn fetch(
         for (name, value) in validators {
             request = request.header(name, value);
         }
-        ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let result = match request.send().await {
-            Ok(response) => {
-                let status = response.status();
-                let headers = response.headers().clone();
-                response.bytes().await.map(|body| (status, headers, body))
-            }
-            Err(err) => Err(err),
-        };
-        let (answer, advice) = match &result {
-            Ok((status, headers, _)) => (
-                Answer::Status(status.as_u16()),
-                Advice::from_headers(headers, SystemTime::now()),
-            ),
-            Err(_) => (Answer::Failed, Advice::default()),
-        };
-        let paused = ctx.pacer.complete(permit, answer, &advice).await;
-        ctx.note_answered(id).await;
+        let (result, paused) = ctx.send_paced(permit, request).await;
         let problem = match result {
             Ok((status, headers, body)) if status.is_success() => {
                 return Ok(Fetched::Body { headers, body });

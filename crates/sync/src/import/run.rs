@@ -84,6 +84,28 @@ pub(super) fn storage(
     }
 }
 
+/// After the `attempt`-th unusable answer in a row for `resource`: counts it,
+/// gives up past `MAX_ATTEMPTS`, and otherwise waits before the caller asks
+/// again.
+pub(super) async fn ask_again(
+    ctx: &SourceContext,
+    resource: &str,
+    url: &str,
+    problem: &(dyn std::fmt::Display + Sync),
+    attempt: u32,
+) -> Result<(), ImportError> {
+    ctx.stats.failures.fetch_add(1, Ordering::Relaxed);
+    if attempt >= MAX_ATTEMPTS {
+        return Err(ImportError::Unusable {
+            resource: resource.to_owned(),
+            problem: problem.to_string(),
+        });
+    }
+    tracing::warn!(resource, %url, %problem, "unusable answer; asking again");
+    tokio::time::sleep(backoff(attempt)).await;
+    Ok(())
+}
+
 /// Imports `resource` in full: once, or once per parent record for a fan-out
 /// (up to the source's concurrency at a time; the pacer spaces them).
 pub async fn import_resource(
@@ -331,15 +353,7 @@ async fn import_scope(
             Err(problem) => {
                 // Never store a bad answer over good data: ask again.
                 unusable += 1;
-                ctx.stats.failures.fetch_add(1, Ordering::Relaxed);
-                if unusable >= MAX_ATTEMPTS {
-                    return Err(ImportError::Unusable {
-                        resource: resource.name.clone(),
-                        problem: problem.to_string(),
-                    });
-                }
-                tracing::warn!(resource = %resource.name, %url, %problem, "unusable answer; asking again");
-                tokio::time::sleep(backoff(unusable)).await;
+                ask_again(ctx, &resource.name, &url, &problem, unusable).await?;
                 continue;
             }
         };

@@ -1,7 +1,7 @@
 //! One attempt to deliver a submission, through the source's pacer.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::{Method, StatusCode, header};
 use rand::Rng;
@@ -11,7 +11,6 @@ use super::pacer_priority;
 use crate::daemon::FORBIDDEN_REST;
 use crate::import::SourceContext;
 use crate::import::context::ms;
-use crate::pacer::{Advice, Answer};
 
 /// Attempts that end without an answer or with a server error before a
 /// submission is given up (`failed`): with [`backoff`], about four hours.
@@ -51,24 +50,7 @@ pub async fn deliver(ctx: &SourceContext, submission: &Submission) -> Attempt {
     if let Some(name) = &ctx.source.submit.idempotency_header {
         request = request.header(name, &submission.idempotency_key);
     }
-    ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let result = match request.send().await {
-        Ok(response) => {
-            let status = response.status();
-            let headers = response.headers().clone();
-            response.bytes().await.map(|body| (status, headers, body))
-        }
-        Err(err) => Err(err),
-    };
-    let (answer, advice) = match &result {
-        Ok((status, headers, _)) => (
-            Answer::Status(status.as_u16()),
-            Advice::from_headers(headers, SystemTime::now()),
-        ),
-        Err(_) => (Answer::Failed, Advice::default()),
-    };
-    let paused = ctx.pacer.complete(permit, answer, &advice).await;
-    ctx.note_answered(id).await;
+    let (result, paused) = ctx.send_paced(permit, request).await;
     let now = ctx.now_ms();
     let (status, headers, body) = match result {
         Ok(answered) => answered,
