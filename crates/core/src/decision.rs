@@ -45,6 +45,12 @@ impl Decision {
         }
     }
 
+    /// A decision of verdicts already collected.
+    #[inline]
+    pub(crate) fn from_verdicts(verdicts: SmallVec<[Verdict; 4]>) -> Self {
+        Self { verdicts }
+    }
+
     /// A decision with one verdict: the common case, built in place.
     #[inline]
     pub(crate) fn single(verdict: Verdict) -> Self {

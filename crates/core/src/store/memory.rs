@@ -150,44 +150,49 @@ impl<K: Hash + Eq + Clone> MemoryStore<K> {
     }
 
     fn decide_many(&self, charges: &[Charge<K>], now: u64, commit: bool) -> Decision {
-        let hashes: SmallVec<[u64; 4]> =
-            charges.iter().map(|c| self.hash(c.limit, &c.key)).collect();
-        let shard_of: SmallVec<[usize; 4]> = hashes.iter().map(|h| self.shards.index(*h)).collect();
+        // Each charge's hash and shard, found once.
+        let mut located: SmallVec<[(u64, usize); 4]> = SmallVec::with_capacity(charges.len());
+        for charge in charges {
+            let hash = self.hash(charge.limit, &charge.key);
+            located.push((hash, self.shards.index(hash)));
+        }
         // Lock each shard once, in ascending order: no deadlock between two
         // decisions that need the same shards.
-        let mut order = shard_of.clone();
+        let mut order: SmallVec<[usize; 4]> = located.iter().map(|&(_, shard)| shard).collect();
         order.sort_unstable();
         order.dedup();
         let mut guards: SmallVec<[MutexGuard<'_, Shard<K>>; 4]> =
-            order.iter().map(|i| self.lock(*i, now)).collect();
+            SmallVec::with_capacity(order.len());
+        for &index in &order {
+            guards.push(self.lock(index, now));
+        }
         let guard_of = |shard: usize| order.binary_search(&shard).unwrap_or(0);
 
-        let peeks: SmallVec<[_; 4]> = charges
-            .iter()
-            .zip(&hashes)
-            .zip(&shard_of)
-            .map(|((c, h), s)| {
-                let shard = &mut guards[guard_of(*s)];
-                shard
-                    .table(c.limit, &c.quota)
-                    .peek(*h, &c.key, &c.quota, now)
-            })
-            .collect();
-        let charged = commit && peeks.iter().all(|p| p.admitted);
-        if charged {
-            for ((c, h), s) in charges.iter().zip(&hashes).zip(&shard_of) {
-                let shard = &mut guards[guard_of(*s)];
-                shard
-                    .table(c.limit, &c.quota)
-                    .charge(*h, &c.key, &c.quota, now, |k| self.hash(c.limit, k));
+        // The verdicts are written in place as if the request will be charged,
+        // and corrected below if it is not: no second collection, no copies.
+        let mut verdicts: SmallVec<[Verdict; 4]> = SmallVec::with_capacity(charges.len());
+        let mut all_admit = true;
+        for (charge, &(hash, shard)) in charges.iter().zip(&located) {
+            let peek = guards[guard_of(shard)]
+                .table(charge.limit, &charge.quota)
+                .peek(hash, &charge.key, &charge.quota, now);
+            all_admit &= peek.admitted;
+            verdicts.push(verdict(charge, peek, true));
+        }
+        if commit && all_admit {
+            for (charge, &(hash, shard)) in charges.iter().zip(&located) {
+                guards[guard_of(shard)]
+                    .table(charge.limit, &charge.quota)
+                    .charge(hash, &charge.key, &charge.quota, now, |k| {
+                        self.hash(charge.limit, k)
+                    });
+            }
+        } else {
+            for verdict in &mut verdicts {
+                verdict.remaining += u32::from(verdict.admitted);
             }
         }
-        Decision::new(
-            charges
-                .iter()
-                .zip(peeks)
-                .map(|(c, p)| verdict(c, p, charged)),
-        )
+        Decision::from_verdicts(verdicts)
     }
 
     /// Drops every idle key now (the store also does this by itself as it is used;
