@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use tollgate_core::{Quota, Rate};
 use tollgate_sql::{Storage, SubmissionState};
-use tollgate_testkit::{ExampleApi, Limits, WriteOutcome};
+use tollgate_testkit::{ExampleApi, Limits, Rng, WriteOutcome};
 
 const KEY: &str = "outbox-crash-key-0123456789";
 const BUDGET: u32 = 100;
@@ -44,25 +44,8 @@ const KILLS: usize = 24;
 const LIFE: (Duration, Duration) = (Duration::from_millis(60), Duration::from_millis(1_200));
 const SEED: u64 = 0x0B0C_5EED;
 
-/// SplitMix64: a deterministic sequence from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 fn lives() -> Vec<Duration> {
-    let mut rng = Rng(SEED);
+    let mut rng = Rng::new(SEED);
     let (low, high) = LIFE;
     (0..KILLS)
         .map(|_| low + (high - low).mul_f64(rng.unit()))

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tollgate_core::{Clock, Quota, Rate, SystemClock, Timestamp};
 use tollgate_sql::{ListQuery, Storage};
-use tollgate_testkit::{ApiHandle, ExampleApi, Limits, LogEntry, Resource};
+use tollgate_testkit::{ApiHandle, ExampleApi, Limits, LogEntry, Resource, Rng};
 
 const KEY: &str = "sync-crash-key-0123456789";
 /// The provider's budget, scaled down so that a full import takes seconds:
@@ -75,34 +75,16 @@ const SEED: u64 = 0x5EED_C4A5;
 /// can go on, so one run of the test shows every finding.
 const STRICT_BLOCK: Duration = Duration::from_secs(2);
 
-/// SplitMix64: a deterministic sequence from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// When each killed run is killed, after its spawn.
 fn kill_delays() -> Vec<Duration> {
-    let mut rng = Rng(SEED);
+    let mut rng = Rng::new(SEED);
     let (low, high) = KILL_SPAN;
     let slice = (high - low) / KILLS as u32;
     let mut delays: Vec<Duration> = (0..KILLS)
         .map(|i| low + slice * i as u32 + slice.mul_f64(rng.unit()))
         .collect();
     for i in (1..delays.len()).rev() {
-        let j = (rng.next() % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         delays.swap(i, j);
     }
     delays

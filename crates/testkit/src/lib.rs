@@ -57,6 +57,7 @@ pub use endpoint::{Endpoint, Resource};
 pub use faults::{Fault, Faults};
 pub use gate::{BlockEvent, KeyStats, LogEntry};
 pub use limits::{EndpointLimit, HeaderStyle, Limits};
+pub use rng::Rng;
 pub use scratch::scratch_dir;
 pub use server::RunningApi;
 pub use sync_config::sync_resources_toml;

@@ -33,7 +33,7 @@ type Guarded = ResilientStore<u64, RedisStore>;
 fn load(store: Guarded, task: u64, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<Sample>> {
     tokio::spawn(async move {
         let mut samples = Vec::with_capacity(8_192);
-        let mut rng = support::SplitMix(task);
+        let mut rng = support::Rng::new(task);
         while !stop.load(Ordering::Relaxed) {
             let charge = [Charge {
                 limit: LimitId(0),

@@ -13,7 +13,7 @@ use tokio::sync::Barrier;
 use tollgate_core::{Algorithm, Charge, LimitId, ManualClock, MemoryStore, Quota, Rate, Timestamp};
 use tollgate_redis::RedisStore;
 
-use crate::support::{Cluster, SplitMix, unique_prefix};
+use crate::support::{Cluster, Rng, unique_prefix};
 
 const PER_KEY: LimitId = LimitId(0);
 const PER_ROUTE: LimitId = LimitId(1);
@@ -337,7 +337,7 @@ async fn split_decisions_are_memory_stores_decisions() {
         let keys = keys_apart(&cluster, &prefix, "shared", 4).await;
         let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
         let memory = MemoryStore::new(clock.clone());
-        let mut rng = SplitMix(0x5107 + a as u64);
+        let mut rng = Rng::new(0x5107 + a as u64);
         let window = Duration::from_millis(1_000);
         let per_key = Quota {
             rate: Rate::new(5, window),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tollgate_core::{Algorithm, Charge, LimitId, ManualClock, MemoryStore, Quota, Rate, Timestamp};
 
-use crate::support::{SplitMix, cleanup, store, unique_prefix};
+use crate::support::{Rng, cleanup, store, unique_prefix};
 
 const CASES: usize = 16;
 const OPS_PER_CASE: usize = 1_250;
@@ -34,7 +34,7 @@ impl Case {
         // 50 ms: 1 µs steps in the rolling log; 150 s: 10 ms steps.
         const WINDOWS_MS: [u64; 5] = [50, 1_000, 10_000, 60_000, 150_000];
         let seed = 0xC0FFEE + i as u64 * 7_919;
-        let mut rng = SplitMix(seed);
+        let mut rng = Rng::new(seed);
         Self {
             seed,
             count: COUNTS[i % COUNTS.len()],
@@ -46,8 +46,8 @@ impl Case {
 }
 
 /// Replays one case through both stores; returns how many requests were admitted.
-async fn replay(case: &Case, algorithm: impl Fn(&mut SplitMix) -> Algorithm) -> usize {
-    let mut rng = SplitMix(case.seed ^ 0x5EED);
+async fn replay(case: &Case, algorithm: impl Fn(&mut Rng) -> Algorithm) -> usize {
+    let mut rng = Rng::new(case.seed ^ 0x5EED);
     let algorithm = algorithm(&mut rng);
     // A clock that steps back, for GCRA only. Redis expires keys on its own
     // clock, not the injected one: a fixed or sliding-counter key charged just
@@ -130,7 +130,7 @@ async fn replay(case: &Case, algorithm: impl Fn(&mut SplitMix) -> Algorithm) -> 
 }
 
 /// Runs every case of one algorithm and checks the runs were not trivial.
-async fn conform(name: &str, algorithm: impl Fn(&mut SplitMix) -> Algorithm + Copy) {
+async fn conform(name: &str, algorithm: impl Fn(&mut Rng) -> Algorithm + Copy) {
     let mut admitted = 0;
     for i in 0..CASES {
         admitted += replay(&Case::new(i), algorithm).await;

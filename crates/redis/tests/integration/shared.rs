@@ -6,7 +6,7 @@ use std::time::Duration;
 use tollgate_core::{Rate, Timestamp};
 use tollgate_redis::{SharedLimit, SharedSlots};
 
-use crate::support::{SplitMix, cleanup, store, unique_prefix};
+use crate::support::{Rng, cleanup, store, unique_prefix};
 
 const T0: Timestamp = Timestamp::from_secs(1_800_000_000);
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -160,7 +160,7 @@ async fn four_processes_never_over_run_a_provider_that_counts_anywhere_in_flight
         label: "budget.0",
         rate,
     }];
-    let mut rng = SplitMix(42);
+    let mut rng = Rng::new(42);
     let mut now = T0;
     // (process, id, answered at)
     let mut in_flight: Vec<(usize, String, Timestamp)> = Vec::new();

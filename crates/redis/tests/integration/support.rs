@@ -53,9 +53,10 @@ pub fn unique_prefix(test: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let mut rng = SplitMix(nanos ^ u64::from(std::process::id()) << 32);
-    rng.0 ^= COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("tgtest-{test}-{:016x}", rng.next())
+    let mut rng = Rng::new(
+        nanos ^ u64::from(std::process::id()) << 32 ^ COUNTER.fetch_add(1, Ordering::Relaxed),
+    );
+    format!("tgtest-{test}-{:016x}", rng.next_u64())
 }
 
 /// Deletes every key under `prefix`; returns how many there were.
@@ -101,26 +102,8 @@ pub async fn command_calls(conn: &mut MultiplexedConnection) -> HashMap<String, 
         .collect()
 }
 
-/// A tiny deterministic generator, so one seed replays one case exactly.
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    pub fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.below(from.len() as u64) as usize]
-    }
-}
+/// The deterministic generator of the test kit, so one seed replays one case exactly.
+pub use tollgate_testkit::Rng;
 
 /// `n` distinct loopback ports, free when asked (the server that takes one may
 /// still lose a race, which fails the test loudly).
