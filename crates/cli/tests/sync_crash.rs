@@ -84,7 +84,7 @@ fn kill_delays() -> Vec<Duration> {
         .map(|i| low + slice * i as u32 + slice.mul_f64(rng.unit()))
         .collect();
     for i in (1..delays.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        let j = rng.below(i as u64 + 1) as usize;
         delays.swap(i, j);
     }
     delays

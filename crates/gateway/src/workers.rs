@@ -7,13 +7,11 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::time::Duration;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::net::{TcpListener, TcpSocket};
+use std::time::Duration;
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::StartError;
@@ -222,9 +220,11 @@ impl Balance {
     /// Where a connection this worker accepted is served: here (returned,
     /// counted), or handed to the least busy worker (`None`).
     pub(crate) fn place(&self, stream: TcpStream) -> Option<(TcpStream, Counted)> {
-        let mine = self.open[self.me].0.load(Ordering::Relaxed);
-        let least = (0..self.open.len()).min_by_key(|&i| self.open[i].0.load(Ordering::Relaxed))?;
-        if mine <= self.open[least].0.load(Ordering::Relaxed) + 1 {
+        let open = |i: usize| self.open[i].0.load(Ordering::Relaxed);
+        let (least, fewest) = (0..self.open.len())
+            .map(|i| (i, open(i)))
+            .min_by_key(|&(_, n)| n)?;
+        if open(self.me) <= fewest + 1 {
             return Some((stream, self.counted(self.me)));
         }
         let counted = self.counted(least);

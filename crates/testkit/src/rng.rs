@@ -36,7 +36,7 @@ impl Rng {
 
     /// A number in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        fraction(self.next_u64())
     }
 }
 
@@ -52,7 +52,12 @@ pub(crate) fn unit(parts: &[u64]) -> f64 {
     let hash = parts
         .iter()
         .fold(0x2545_F491_4F6C_DD1D_u64, |acc, part| mix(acc ^ mix(*part)));
-    (hash >> 11) as f64 / (1u64 << 53) as f64
+    fraction(hash)
+}
+
+/// The top 53 bits of `bits` as a number in `[0, 1)`.
+fn fraction(bits: u64) -> f64 {
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

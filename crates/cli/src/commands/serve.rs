@@ -32,11 +32,12 @@ pub struct ServeArgs {
 
 /// `--workers`: a whole number from 1.
 fn worker_count(text: &str) -> Result<NonZeroUsize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("the gateway needs at least one worker thread: write 1 or more, or leave --workers out for one per core".into()),
-        Ok(n) => NonZeroUsize::new(n).ok_or_else(String::new),
-        Err(_) => Err(format!("`{text}` is not a number of threads: write 1 or more")),
-    }
+    let count = text
+        .parse::<usize>()
+        .map_err(|_| format!("`{text}` is not a number of threads: write 1 or more"))?;
+    NonZeroUsize::new(count).ok_or_else(|| {
+        "the gateway needs at least one worker thread: write 1 or more, or leave --workers out for one per core".into()
+    })
 }
 
 /// Loads the configuration, then serves until SIGTERM or Ctrl-C; SIGHUP reloads.

@@ -166,26 +166,34 @@ impl<K: Hash + Eq + Clone> MemoryStore<K> {
         for &index in &order {
             guards.push(self.lock(index, now));
         }
-        let guard_of = |shard: usize| order.binary_search(&shard).unwrap_or(0);
+        // From here on each charge names its guard, not its shard.
+        for (_, shard) in &mut located {
+            *shard = order.binary_search(shard).unwrap_or(0);
+        }
 
         // The verdicts are written in place as if the request will be charged,
         // and corrected below if it is not: no second collection, no copies.
         let mut verdicts: SmallVec<[Verdict; 4]> = SmallVec::with_capacity(charges.len());
         let mut all_admit = true;
-        for (charge, &(hash, shard)) in charges.iter().zip(&located) {
-            let peek = guards[guard_of(shard)]
-                .table(charge.limit, &charge.quota)
-                .peek(hash, &charge.key, &charge.quota, now);
+        for (charge, &(hash, guard)) in charges.iter().zip(&located) {
+            let peek = guards[guard].table(charge.limit, &charge.quota).peek(
+                hash,
+                &charge.key,
+                &charge.quota,
+                now,
+            );
             all_admit &= peek.admitted;
             verdicts.push(verdict(charge, peek, true));
         }
         if commit && all_admit {
-            for (charge, &(hash, shard)) in charges.iter().zip(&located) {
-                guards[guard_of(shard)]
-                    .table(charge.limit, &charge.quota)
-                    .charge(hash, &charge.key, &charge.quota, now, |k| {
-                        self.hash(charge.limit, k)
-                    });
+            for (charge, &(hash, guard)) in charges.iter().zip(&located) {
+                guards[guard].table(charge.limit, &charge.quota).charge(
+                    hash,
+                    &charge.key,
+                    &charge.quota,
+                    now,
+                    |k| self.hash(charge.limit, k),
+                );
             }
         } else {
             for verdict in &mut verdicts {
