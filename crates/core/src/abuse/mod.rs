@@ -90,6 +90,14 @@ pub enum Escalated {
     },
 }
 
+/// Where a caller keeps one key's [`Escalation`] when it keeps it beside its
+/// own per-key data, for [`Enforcer::check_in`](crate::enforce::Enforcer::check_in):
+/// gives exclusive access for the length of one call.
+pub trait EscalationCell {
+    /// Runs `f` on the key's state, with no other update in between.
+    fn update<R>(&self, f: impl FnOnce(&mut Escalation) -> R) -> R;
+}
+
 /// The escalation state of one key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Escalation {
