@@ -14,7 +14,7 @@ use crate::config::{ConfigError, GatewayConfig};
 use crate::increase::handlers as increase;
 use crate::keys::{KeyError, Keys};
 use crate::layer::{Enforcement, KeyResolver, RateLimitLayer, ResolvedKey};
-use crate::ledger::Ledger;
+use crate::ledger::{KeyActivity, Ledger};
 use crate::metrics::Metrics;
 use crate::proxy::{ForwardTable, Proxy, forward};
 use crate::routes::RouteTable;
@@ -24,6 +24,15 @@ impl KeyResolver for Keys {
     fn resolve(&self, presented: &str) -> Option<ResolvedKey> {
         self.authenticate_id(presented)
             .map(|(id, increments)| ResolvedKey { id, increments })
+    }
+
+    fn resolve_in(
+        &self,
+        presented: &str,
+        ledger: &Arc<Ledger>,
+    ) -> Option<(ResolvedKey, Arc<KeyActivity>)> {
+        self.authenticate_in(presented, ledger)
+            .map(|(id, increments, activity)| (ResolvedKey { id, increments }, activity))
     }
 }
 

@@ -123,7 +123,7 @@ pub(super) async fn show_key(
             })
         })
         .collect();
-    let escalation = enforcer.abuse().get(&id);
+    let escalation = enforcement.ledger.escalation(id);
     let mut answer = key_json(&key);
     answer["usage"] = Value::Array(usage);
     answer["strikes"] = json!(escalation.map_or(0, |e| e.strikes()));
@@ -206,7 +206,7 @@ pub(super) async fn tier_history(
 pub(super) async fn list_blocks(State(gateway): State<Gateway>) -> Json<Value> {
     let enforcement = gateway.enforcement.load();
     let now = enforcement.clock.now();
-    let blocks = enforcement.enforcer().abuse().blocked(now);
+    let blocks = enforcement.ledger.blocked(now);
     Json(Value::Array(
         blocks
             .into_iter()
@@ -223,7 +223,7 @@ pub(super) async fn unblock(
 ) -> Result<StatusCode> {
     let enforcement = gateway.enforcement.load();
     let now = enforcement.clock.now();
-    if enforcement.enforcer().abuse().unblock(&id, now) {
+    if enforcement.ledger.unblock(id, now) {
         tracing::info!(key = id, "key unblocked by an admin");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -26,6 +26,8 @@ use sqlx::SqlitePool;
 use tokio::sync::Mutex;
 use tollgate_core::{Clock, SystemClock};
 
+use crate::ledger::{KeyActivity, Ledger};
+
 pub use error::KeyError;
 use ring::KeyRing;
 pub use secret::{MIN_SECRET_CHARS, SECRET_PREFIX, Secret, last5};
@@ -128,6 +130,17 @@ impl Keys {
     /// is active: [`authenticate`](Self::authenticate) without the `Arc`.
     pub(crate) fn authenticate_id(&self, presented: &str) -> Option<(u32, u32)> {
         self.ring.load().find_id(&secret::hash(presented))
+    }
+
+    /// [`authenticate_id`](Self::authenticate_id) with the key's record in
+    /// `ledger`, kept beside the key after its first request, so that later
+    /// requests reach it without the ledger's lookup.
+    pub(crate) fn authenticate_in(
+        &self,
+        presented: &str,
+        ledger: &Arc<Ledger>,
+    ) -> Option<(u32, u32, Arc<KeyActivity>)> {
+        self.ring.load().find_in(&secret::hash(presented), ledger)
     }
 
     /// How many keys [`authenticate`](Self::authenticate) currently accepts.

@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use subtle::ConstantTimeEq as _;
 
 use super::KeyInfo;
+use crate::ledger::{KeyActivity, Ledger};
 
 /// A SHA-256 digest as a map key. Its first 8 bytes are already uniformly
 /// distributed, so they are the hash: no SipHash over 32 bytes per request.
@@ -48,6 +49,8 @@ struct Entry {
     id: u32,
     increments: u32,
     info: Arc<KeyInfo>,
+    /// The key's record in the ring's ledger, from its first request on.
+    activity: OnceLock<Arc<KeyActivity>>,
 }
 
 /// The active (not revoked) keys, by the SHA-256 hash of their secret.
@@ -57,6 +60,9 @@ struct Entry {
 #[derive(Debug, Default)]
 pub(crate) struct KeyRing {
     by_hash: HashMap<Digest, Entry, BuildHasherDefault<DigestHasher>>,
+    /// The ledger whose records the entries keep: the first one asked for.
+    /// A later ring starts empty and fills itself again, one lookup per key.
+    ledger: OnceLock<Arc<Ledger>>,
 }
 
 impl KeyRing {
@@ -70,11 +76,15 @@ impl KeyRing {
                     id: info.id,
                     increments: info.increments,
                     info: Arc::new(info),
+                    activity: OnceLock::new(),
                 };
                 (Digest(hash), entry)
             })
             .collect();
-        Self { by_hash }
+        Self {
+            by_hash,
+            ledger: OnceLock::new(),
+        }
     }
 
     /// The entry of the key whose secret hashes to `hash`, if it is active.
@@ -95,6 +105,22 @@ impl KeyRing {
     /// is active.
     pub(crate) fn find_id(&self, hash: &[u8; 32]) -> Option<(u32, u32)> {
         self.entry(hash).map(|entry| (entry.id, entry.increments))
+    }
+
+    /// [`find_id`](Self::find_id) with the key's record in `ledger`: kept in
+    /// the entry after the first time, when `ledger` is the ring's ledger.
+    pub(crate) fn find_in(
+        &self,
+        hash: &[u8; 32],
+        ledger: &Arc<Ledger>,
+    ) -> Option<(u32, u32, Arc<KeyActivity>)> {
+        let entry = self.entry(hash)?;
+        let activity = if Arc::ptr_eq(self.ledger.get_or_init(|| Arc::clone(ledger)), ledger) {
+            Arc::clone(entry.activity.get_or_init(|| ledger.activity(entry.id)))
+        } else {
+            ledger.activity(entry.id)
+        };
+        Some((entry.id, entry.increments, activity))
     }
 
     /// How many active keys the ring holds.

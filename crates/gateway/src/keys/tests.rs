@@ -334,3 +334,37 @@ fn last5_counts_characters() {
     assert_eq!(last5("abc"), "abc");
     assert_eq!(last5(""), "");
 }
+
+#[tokio::test]
+async fn a_key_keeps_its_ledger_record_beside_it_across_requests_and_snapshots() {
+    let keys = keys().await;
+    let info = keys
+        .create_with_secret("a", KNOWN, "test")
+        .await
+        .expect("created");
+    let ledger = Arc::new(Ledger::new(Timestamp::EPOCH));
+    let (id, _, first) = keys.authenticate_in(KNOWN, &ledger).expect("active");
+    assert_eq!(id, info.id);
+    first.rejected(true);
+
+    // Later requests, and a new snapshot after a write, reach the same record
+    // the ledger's own lookup finds.
+    let (_, _, again) = keys.authenticate_in(KNOWN, &ledger).unwrap();
+    assert!(Arc::ptr_eq(&first, &again));
+    keys.set_increments(info.id, 2, "test", None).await.unwrap();
+    let (_, increments, after) = keys.authenticate_in(KNOWN, &ledger).unwrap();
+    assert_eq!(increments, 2);
+    assert!(Arc::ptr_eq(&first, &after));
+    assert!(Arc::ptr_eq(&first, &ledger.activity(info.id)));
+    assert_eq!(ledger.record(info.id).strikes, 1);
+
+    // Another ledger gets its own records, never the kept ones.
+    let other = Arc::new(Ledger::new(Timestamp::EPOCH));
+    let (_, _, elsewhere) = keys.authenticate_in(KNOWN, &other).unwrap();
+    assert!(Arc::ptr_eq(&elsewhere, &other.activity(info.id)));
+    assert_eq!(other.record(info.id).strikes, 0);
+    assert!(
+        keys.authenticate_in("wrong_secret_0123456789", &ledger)
+            .is_none()
+    );
+}

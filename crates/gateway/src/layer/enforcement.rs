@@ -9,7 +9,7 @@ use tollgate_core::enforce::{Enforcer, Outcome};
 use tollgate_core::{Clock, Decision, LimitId, Policy, Subject};
 
 use crate::config::ApiKeySource;
-use crate::ledger::Ledger;
+use crate::ledger::{KeyActivity, Ledger};
 use crate::metrics::{Metrics, PolicyLabel};
 use crate::problem::Problem;
 use crate::routes::RouteTable;
@@ -29,6 +29,19 @@ pub struct ResolvedKey {
 pub trait KeyResolver: Send + Sync + 'static {
     /// The key's owner, or `None` for an unknown or revoked key.
     fn resolve(&self, presented: &str) -> Option<ResolvedKey>;
+
+    /// The key's owner and its record in `ledger`. A resolver that keeps a
+    /// handle to the record beside the key (the gateway's key registry does)
+    /// overrides this to save the ledger's lookup on every request.
+    fn resolve_in(
+        &self,
+        presented: &str,
+        ledger: &Arc<Ledger>,
+    ) -> Option<(ResolvedKey, Arc<KeyActivity>)> {
+        let key = self.resolve(presented)?;
+        let activity = ledger.activity(key.id);
+        Some((key, activity))
+    }
 }
 
 /// What an admitted request carries on to the inner service (as a request
@@ -159,7 +172,7 @@ impl Enforcement {
                 Problem::unauthorized(format!("no API key: send it as {how}")).into_response(),
             );
         };
-        let Some(key) = self.keys.resolve(presented) else {
+        let Some((key, activity)) = self.keys.resolve_in(presented, &self.ledger) else {
             self.metrics.outcome("unauthorized");
             return Err(Problem::unauthorized(format!(
                 "unknown or revoked API key ending in `{}`",
@@ -174,7 +187,7 @@ impl Enforcement {
             increments: key.increments,
         };
         let now = self.clock.now();
-        let outcome = match self.enforcer.check(&subject, now).await {
+        let outcome = match self.enforcer.check_in(&subject, now, &*activity).await {
             Ok(outcome) => outcome,
             Err(err) => {
                 tracing::error!(%err, "limit store failed");
@@ -191,7 +204,7 @@ impl Enforcement {
             Outcome::Admitted(decision) => {
                 self.count(&decision);
                 self.metrics.outcome("admitted");
-                self.record_peak(key.id, now, &decision);
+                self.record_peak(&activity, now, &decision);
                 Ok(Admitted {
                     key,
                     endpoint,
@@ -204,12 +217,12 @@ impl Enforcement {
                 if struck {
                     self.metrics.strikes.inc();
                 }
-                self.ledger.rejected(key.id, struck);
+                activity.rejected(struck);
                 Err(self.limited(&decision))
             }
             Outcome::Blocked { until, now_blocked } => {
                 self.metrics.outcome("blocked");
-                self.ledger.refused(key.id, now_blocked);
+                activity.refused(now_blocked);
                 if now_blocked {
                     self.metrics.strikes.inc();
                     self.metrics.blocks.inc();
@@ -221,7 +234,12 @@ impl Enforcement {
     }
 
     /// Records how much of its per-key limit an admitted request left in use.
-    fn record_peak(&self, key: u32, now: tollgate_core::Timestamp, decision: &Decision) {
+    fn record_peak(
+        &self,
+        activity: &KeyActivity,
+        now: tollgate_core::Timestamp,
+        decision: &Decision,
+    ) {
         let policies = self.enforcer.policies();
         let per_key = decision.verdicts().iter().find(|v| {
             policies
@@ -229,8 +247,7 @@ impl Enforcement {
                 .is_some_and(|p| p.scope == tollgate_core::Scope::PerKey)
         });
         if let Some(v) = per_key {
-            self.ledger
-                .admitted(key, now, v.quota - v.remaining, v.quota);
+            activity.admitted(now, v.quota - v.remaining, v.quota);
         }
     }
 
