@@ -297,6 +297,18 @@ impl std::fmt::Display for WindowWords {
     }
 }
 
+/// A wait in seconds with three decimals (`1.250`), the milliseconds rounded
+/// half up: written with integers, as a float's exact formatting costs more
+/// than the rest of the `429`'s body.
+struct Seconds(std::time::Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = (self.0.as_nanos() + 500_000) / 1_000_000;
+        write!(f, "{}.{:03}", millis / 1000, millis % 1000)
+    }
+}
+
 /// The `429` problem through [`Problem`] and `serde_json`.
 fn limited_problem(
     policies: &tollgate_core::PolicySet,
@@ -321,7 +333,7 @@ fn limited_problem(
         })
         .collect::<Vec<_>>()
         .join("; ");
-    let detail = format!("{detail}; retry in {:.3} s, not before", wait.as_secs_f64());
+    let detail = format!("{detail}; retry in {} s, not before", Seconds(wait));
     Problem::rate_limited(names, detail, wait).into_response()
 }
 
@@ -357,7 +369,7 @@ fn limited_fast(
             );
         }
     }
-    let _ = write!(body, "; retry in {:.3} s, not before\"", wait.as_secs_f64());
+    let _ = write!(body, "; retry in {} s, not before\"", Seconds(wait));
     let mut first = true;
     for v in decision.rejections() {
         if let Some(p) = policies.get(v.limit) {
@@ -407,6 +419,20 @@ mod tests {
             .collect();
         let body = body.collect().await.unwrap().to_bytes().to_vec();
         (parts.status, headers, body)
+    }
+
+    #[test]
+    fn waits_are_written_in_seconds_with_the_milliseconds_rounded_half_up() {
+        for (nanos, written) in [
+            (0, "0.000"),
+            (1_499_999, "0.001"),
+            (1_500_000, "0.002"),
+            (999_999_999, "1.000"),
+            (1_250_000_000, "1.250"),
+            (61_000_400_000, "61.000"),
+        ] {
+            assert_eq!(Seconds(Duration::from_nanos(nanos)).to_string(), written);
+        }
     }
 
     #[tokio::test]
