@@ -31,6 +31,12 @@ impl LimitStore {
         }
     }
 
+    /// Whether a decision is ready as soon as it is asked for: the store in
+    /// memory never waits.
+    pub fn answers_at_once(&self) -> bool {
+        matches!(self, LimitStore::Memory(_))
+    }
+
     /// The shared store's circuit breaker and its counters; `None` in memory.
     pub fn resilience(&self) -> Option<tollgate_redis::ResilienceStats> {
         match self {
@@ -56,7 +62,7 @@ impl Store<u64> for LimitStore {
     ) -> impl Future<Output = Result<Decision, StoreError>> + Send {
         match self {
             LimitStore::Memory(store) => Either::Left(store.decide(charges)),
-            LimitStore::Redis(store) => Either::Right(store.decide(charges)),
+            LimitStore::Redis(store) => Either::Right(Box::pin(store.decide(charges))),
         }
     }
 }

@@ -152,6 +152,17 @@ impl Idle {
                 },
             }
         }
+        // Boxed: connecting takes far more future state than sending on a
+        // kept connection, and every request's future would carry it.
+        Box::pin(self.send_on_new(target, request)).await
+    }
+
+    /// Sends `request` on a new connection to `target`, kept afterwards.
+    async fn send_on_new(
+        &self,
+        target: &Target,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, SendError> {
         let mut sender = connect(target).await?;
         sender.ready().await?;
         let response = sender.send_request(request).await?;
