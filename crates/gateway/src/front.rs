@@ -1,23 +1,25 @@
 //! The service on the client listener: the gateway's own endpoints under
 //! `/_tollgate`, and for everything else the body limit, enforcement and the
 //! proxy called directly, with no router, no body boxing and no per-request
-//! service clones on the way.
+//! service clones on the way. With the limit store in this process, a refused
+//! request is decided and answered within `call`, with no future allocated.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, Ready};
 use std::pin::Pin;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
+use futures_util::future;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Limited};
 use hyper::body::Incoming;
 use tower::ServiceExt;
 
-use crate::layer::Enforcement;
-use crate::proxy::{ClientBody, Proxy};
+use crate::layer::{Admitted, Enforcement};
+use crate::proxy::{ClientBody, Proxy, UpstreamBody};
 use crate::upstream::Idle;
 
 /// The path prefix of the gateway's own endpoints (nested in [`Gateway::app`](crate::Gateway::app)).
@@ -94,46 +96,89 @@ impl Front {
 
 type Answer = Result<Response<ClientBody>, Infallible>;
 
+/// An answer made while the request was handed over (a refusal decided at
+/// once), or one still to come.
+type Answering = future::Either<Ready<Answer>, Pin<Box<dyn Future<Output = Answer> + Send>>>;
+
 impl hyper::service::Service<Request<Incoming>> for Connection {
     type Response = Response<ClientBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Answer> + Send>>;
+    type Future = Answering;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         if request.uri().path().starts_with(OWN_PREFIX) {
             let app = self.state.inner.app.clone();
-            return Box::pin(async move {
+            return future::Either::Right(Box::pin(async move {
                 let response = app.oneshot(request.map(Body::new)).await?;
                 Ok(response.map(Either::Right))
-            });
+            }));
         }
+        let inner = &self.state.inner;
+        let Some(limit) = inner.body_limit(&request) else {
+            return answered(payload_too_large());
+        };
+        let enforcement = inner.enforcement.load();
+        let (parts, body) = request.into_parts();
+        let body = Limited::new(body, limit);
         let state = Arc::clone(&self.state);
-        Box::pin(async move { Ok(state.inner.proxied(request, &state.idle).await) })
+        // A store in this process decides at once: a refusal is answered
+        // without a future, and only an admitted request gets one, for the
+        // upstream's answer.
+        match enforcement.admit_at_once(&parts) {
+            Some(Err(refusal)) => answered(refusal.map(Either::Right)),
+            Some(Ok(admitted)) => {
+                let enforcement = arc_swap::Guard::into_inner(enforcement);
+                future::Either::Right(Box::pin(async move {
+                    let request = Request::from_parts(parts, Either::Left(body));
+                    Ok(state.forward(request, &enforcement, admitted).await)
+                }))
+            }
+            None => {
+                let enforcement = arc_swap::Guard::into_inner(enforcement);
+                future::Either::Right(Box::pin(async move {
+                    let admitted = match enforcement.admit(&parts).await {
+                        Ok(admitted) => admitted,
+                        Err(refusal) => return Ok(refusal.map(Either::Right)),
+                    };
+                    let request = Request::from_parts(parts, Either::Left(body));
+                    Ok(state.forward(request, &enforcement, admitted).await)
+                }))
+            }
+        }
     }
 }
 
+fn answered(response: Response<ClientBody>) -> Answering {
+    future::Either::Left(std::future::ready(Ok(response)))
+}
+
 impl Inner {
-    /// The body limit, enforcement and the proxy, in that order (as the
-    /// router's layers have them).
-    async fn proxied(&self, request: Request<Incoming>, idle: &Idle) -> Response<ClientBody> {
+    /// The body limit for `request`: the smaller of the configured one and the
+    /// length it declares; `None` when it declares more than allowed.
+    fn body_limit(&self, request: &Request<Incoming>) -> Option<usize> {
         let content_length = request
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
-        let limit = match content_length {
-            Some(len) if len > self.max_body => return payload_too_large(),
-            Some(len) => self.max_body.min(len),
-            None => self.max_body,
-        };
-        let enforcement = self.enforcement.load_full();
-        let (parts, body) = request.into_parts();
-        let admitted = match enforcement.admit(&parts).await {
-            Ok(admitted) => admitted,
-            Err(refusal) => return refusal.map(Either::Right),
-        };
-        let request = Request::from_parts(parts, Either::Left(Limited::new(body, limit)));
+        match content_length {
+            Some(len) if len > self.max_body => None,
+            Some(len) => Some(self.max_body.min(len)),
+            None => Some(self.max_body),
+        }
+    }
+}
+
+impl ConnectionState {
+    /// Forwards an admitted request on this connection's upstream
+    /// connections and adds its RateLimit headers to the answer.
+    async fn forward(
+        &self,
+        request: Request<UpstreamBody>,
+        enforcement: &Enforcement,
+        admitted: Admitted,
+    ) -> Response<ClientBody> {
         let target = admitted.endpoint.map(|e| (e, admitted.key.id));
-        let mut response = self.proxy.forward(request, target, idle).await;
+        let mut response = self.inner.proxy.forward(request, target, &self.idle).await;
         enforcement.annotate_headers(response.headers_mut(), &admitted);
         response
     }

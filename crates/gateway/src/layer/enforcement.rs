@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt as _;
 use http::request::Parts;
 use prometheus_client::metrics::counter::Counter;
 use tollgate_core::enforce::{Enforcer, Outcome};
@@ -231,6 +232,16 @@ impl Enforcement {
                 Err(Problem::blocked(until, now).into_response())
             }
         }
+    }
+
+    /// [`admit`](Self::admit) without waiting, when the limit store answers at
+    /// once (it is in this process); `None` when it may wait (Redis), and the
+    /// caller awaits `admit` instead.
+    pub fn admit_at_once(&self, parts: &Parts) -> Option<Result<Admitted, Response>> {
+        if !self.enforcer.store().answers_at_once() {
+            return None;
+        }
+        self.admit(parts).now_or_never()
     }
 
     /// Records how much of its per-key limit an admitted request left in use.
