@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Work per request, counted: tollgate's own instructions and simulated cache
+# misses per request on the admitted path and on the 429 path, under
+# valgrind's callgrind, over 100k keys as in run.sh.
+#
+#   bench/gateway/instructions.sh
+#   SKIP_BUILD=1 TOLLGATE_BINS="base=/path/old new=/path/new" bench/gateway/instructions.sh
+#
+# Why: on a shared 2-core VM, req/s and CPU time per request move by ±15% from
+# one run to the next, more than most single changes are worth. Instruction
+# and cache-miss counts of one process's user space hardly move at all, so an
+# A/B of a change reads clearly here. They leave out the kernel (about 60% of
+# a request's CPU) and what a miss costs on real hardware, so they say which
+# build does less work, not how much faster it serves: run.sh says that.
+#
+# Each measurement starts tollgate afresh under callgrind with instrumentation
+# off, sends one request with every measured key (the 429 path: two, so each
+# key has been refused once before), switches instrumentation on, sends one
+# more request with every measured key, switches it off and reads the totals.
+# Requests are pipelined over 8 keep-alive connections (spend_keys.py).
+#
+# Knobs (environment):
+#   KEYS=100000        API keys in the database (the tables' size)
+#   MEASURED=20000     keys whose requests are counted (the first ones)
+#   OK_RATE=50/60s     the admitted path's per-key limit
+#   SKIP_BUILD=1       use the binaries already in target/release
+#   TOLLGATE_BINS="name=PATH …"   the builds to compare (default: target/release)
+#   KEEP=1             keep the work folder (configs, callgrind outputs)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+KEYS=${KEYS:-100000}
+MEASURED=${MEASURED:-20000}
+OK_RATE=${OK_RATE:-50/60s}
+PATH_UNDER_TEST=/v1/items
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+((MEASURED <= KEYS)) || die "MEASURED ($MEASURED) must not exceed KEYS ($KEYS)"
+command -v valgrind >/dev/null || {
+    log "installing valgrind"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null
+}
+
+if [[ -z ${SKIP_BUILD:-} ]]; then
+    log "building (release)"
+    (cd "$root" && cargo build --release -q -p tollgate -p tollgate-gateway --bin tollgate --example bench_upstream)
+fi
+target=${CARGO_TARGET_DIR:-$root/target}
+UPSTREAM=$target/release/examples/bench_upstream
+names=() bins=()
+for pair in ${TOLLGATE_BINS:-tollgate=$target/release/tollgate}; do
+    names+=("${pair%%=*}") bins+=("${pair#*=}")
+done
+for bin in "${bins[@]}" "$UPSTREAM"; do
+    [[ -x $bin ]] || die "$bin is missing: build without SKIP_BUILD"
+done
+
+work=$(mktemp -d /tmp/tollgate-instructions.XXXXXX)
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ -n ${KEEP:-} ]]; then log "work folder kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() { # port, pid, what (valgrind starts slowly: up to 120 s)
+    local i
+    for ((i = 0; i < 2400; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || die "$3 exited before listening on $1 (see $work)"
+        sleep 0.05
+    done
+    die "$3 is not listening on $1 after 120 s (see $work)"
+}
+
+upstream_port=$(free_port)
+"$UPSTREAM" "127.0.0.1:$upstream_port" 1 2>"$work/upstream.log" &
+pids+=($!)
+wait_port "$upstream_port" "${pids[-1]}" "the upstream"
+
+port=$(free_port)
+config() { # file, rate
+    cat >"$1" <<EOF
+# Written by bench/gateway/instructions.sh.
+listen = "127.0.0.1:$port"
+database = "keys.db"
+
+[api_key]
+header = "X-Api-Key"
+
+[escalation]
+strikes = 4000000000
+
+[[upstreams]]
+name = "api"
+url = "http://127.0.0.1:$upstream_port"
+timeout = "30s"
+
+[[routes]]
+name = "everything"
+path = "/{*rest}"
+
+[[limits]]
+name = "per-key"
+scope = "per-key"
+rate = "$2"
+algorithm = "rolling"
+EOF
+}
+config "$work/ok.toml" "$OK_RATE"
+config "$work/429.toml" "1/60s"
+
+# tollgate creates the database; the keys go in all at once.
+(cd "$work" && RUST_LOG=warn exec "${bins[0]}" serve --config ok.toml 2>>"$work/tollgate.log") &
+first=$!
+wait_port "$port" "$first" "tollgate"
+kill -TERM "$first" && wait "$first" 2>/dev/null || true
+python3 "$here/make_keys.py" "$work/keys.db" "$work/keys.txt" "$KEYS" >&2
+head -n "$MEASURED" "$work/keys.txt" >"$work/measured.txt"
+
+send() { # → counts of each status, one request per measured key
+    python3 "$here/spend_keys.py" 127.0.0.1 "$port" "$PATH_UNDER_TEST" "$work/measured.txt"
+}
+
+measure() { # name, binary, path (ok|429) → "Ir D1-misses LL-misses" per request
+    local name=$1 bin=$2 path=$3 out="$work/callgrind.$1.$3" pid expected status
+    (cd "$work" && RUST_LOG=warn exec valgrind -q --tool=callgrind --instr-atstart=no \
+        --cache-sim=yes --callgrind-out-file="$out" \
+        "$bin" serve --config "$path.toml" 2>>"$work/tollgate.log") &
+    pid=$!
+    pids+=("$pid")
+    wait_port "$port" "$pid" "tollgate under valgrind"
+    if [[ $path == 429 ]]; then
+        expected="429=$MEASURED"
+        [[ $(send) == "200=$MEASURED" ]] || die "$name: the spending pass was not all 200"
+    else
+        expected="200=$MEASURED"
+    fi
+    status=$(send)
+    [[ $status == "$expected" ]] || die "$name: the warm-up pass got $status, not $expected"
+    callgrind_control -i on "$pid" >/dev/null 2>&1
+    status=$(send)
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    [[ $status == "$expected" ]] || die "$name: the measured pass got $status, not $expected"
+    kill -TERM "$pid"
+    wait "$pid" 2>/dev/null || true
+    # events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+    awk -v n="$MEASURED" '/^events:/ && $0 != "events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw" {
+        print "unexpected " $0 > "/dev/stderr"; exit 1
+    }
+    /^totals:/ { printf "%.0f %.1f %.2f\n", $2 / n, ($6 + $7) / n, ($9 + $10) / n }' "$out"
+}
+
+declare -A result
+for i in "${!names[@]}"; do
+    for path in ok 429; do
+        log "${names[$i]}, $path path"
+        result[${names[$i]},$path]=$(measure "${names[$i]}" "${bins[$i]}" "$path")
+    done
+done
+
+echo
+echo "tollgate work per request — $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo); $(valgrind --version)"
+echo "$KEYS keys in the database, $MEASURED measured, one request per key, pipelined over 8 connections"
+echo "admitted path: $OK_RATE per key; 429 path: 1/60s per key, each key refused once before"
+echo
+printf '| %-10s | %-8s | %14s | %14s | %14s |\n' build path "instructions" "D1 misses" "LL misses"
+printf '|%s|%s|%s|%s|%s|\n' "------------" "----------" "---------------:" "---------------:" "---------------:"
+for name in "${names[@]}"; do
+    for path in ok 429; do
+        read -r ir d1 ll <<<"${result[$name,$path]}"
+        printf '| %-10s | %-8s | %14s | %14s | %14s |\n' "$name" "$path" "$ir" "$d1" "$ll"
+    done
+done
+echo
+echo "Per request, tollgate's user space only (callgrind; no kernel). D1: simulated"
+echo "first-level data cache misses; LL: last-level misses, which go to memory."
