@@ -131,11 +131,9 @@ impl Proxy {
         };
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
-        for name in &HOP_BY_HOP {
-            headers.remove(name);
-        }
+        strip_hop_by_hop(headers);
         headers.remove(&self.key_header);
-        headers.remove(header::HOST);
+        // `Host` is replaced by the upstream's where the request is sent.
         headers.insert(KEY_ID_HEADER.clone(), key_id.into());
         let started = Instant::now();
         let answer = tokio::time::timeout(upstream.timeout, idle.send(connect, request)).await;
@@ -145,9 +143,7 @@ impl Proxy {
         match answer {
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
-                for name in &HOP_BY_HOP {
-                    parts.headers.remove(name);
-                }
+                strip_hop_by_hop(&mut parts.headers);
                 http::Response::from_parts(parts, Either::Left(body))
             }
             Ok(Err(err)) => {
@@ -169,7 +165,62 @@ impl Proxy {
     }
 }
 
+/// Removes the hop-by-hop headers. Most messages carry none, and a removal
+/// hashes the name even when it finds nothing, so the names present are
+/// checked first.
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    if headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
+    }
+}
+
 /// A response the gateway made itself.
 fn made(problem: Problem) -> http::Response<ClientBody> {
     problem.into_response().map(Either::Right)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::*;
+
+    fn names(headers: &HeaderMap) -> Vec<String> {
+        let mut names: Vec<String> = headers.keys().map(|n| n.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_and_the_rest_kept() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("trailer", "expires"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-authenticate", "Basic"),
+            ("content-type", "text/plain"),
+            ("x-request-id", "7"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(names(&headers), ["content-type", "x-request-id"]);
+
+        // Only one of them: still found and removed.
+        headers.insert(
+            HeaderName::from_static("keep-alive"),
+            HeaderValue::from_static("timeout=5"),
+        );
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(names(&headers), ["content-type", "x-request-id"]);
+    }
 }
