@@ -14,6 +14,12 @@ use std::fmt::Write;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tollgate_core::{Decision, LimitId, PolicySet, retry_after_secs};
 
+/// Appends `n` in decimal, without the formatter's machinery (a `429`'s body
+/// and every answer's RateLimit field are written per request).
+pub(crate) fn push_int(out: &mut String, n: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
 /// `RateLimit-Policy`.
 pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// `RateLimit`.
@@ -102,13 +108,12 @@ pub(crate) fn insert_rendered(
         return insert(headers, policies, decision);
     };
     let mut state = String::with_capacity(64);
-    let _ = write!(
-        state,
-        "\"{}\";r={};t={}",
-        p.name,
-        verdict.remaining,
-        retry_after_secs(verdict.reset_after)
-    );
+    state.push('"');
+    state.push_str(&p.name);
+    state.push_str("\";r=");
+    push_int(&mut state, verdict.remaining);
+    state.push_str(";t=");
+    push_int(&mut state, retry_after_secs(verdict.reset_after));
     if let Ok(state) = HeaderValue::try_from(state) {
         headers.insert(RATELIMIT_POLICY.clone(), policy.clone());
         headers.insert(RATELIMIT.clone(), state);

@@ -10,6 +10,7 @@ use tollgate_core::enforce::{Enforcer, Outcome};
 use tollgate_core::{Clock, Decision, LimitId, Policy, Subject};
 
 use crate::config::ApiKeySource;
+use crate::headers::push_int;
 use crate::ledger::{KeyActivity, Ledger};
 use crate::metrics::{Metrics, PolicyLabel};
 use crate::problem::Problem;
@@ -298,13 +299,23 @@ impl Enforcement {
 /// A window in words: `60 s`, or `1500 ms` when not whole seconds.
 struct WindowWords(std::time::Duration);
 
+impl WindowWords {
+    fn push_to(&self, out: &mut String) {
+        if self.0.subsec_nanos() == 0 {
+            push_int(out, self.0.as_secs());
+            out.push_str(" s");
+        } else {
+            push_int(out, self.0.as_millis());
+            out.push_str(" ms");
+        }
+    }
+}
+
 impl std::fmt::Display for WindowWords {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.subsec_nanos() == 0 {
-            write!(f, "{} s", self.0.as_secs())
-        } else {
-            write!(f, "{} ms", self.0.as_millis())
-        }
+        let mut words = String::new();
+        self.push_to(&mut words);
+        f.write_str(&words)
     }
 }
 
@@ -313,10 +324,25 @@ impl std::fmt::Display for WindowWords {
 /// than the rest of the `429`'s body.
 struct Seconds(std::time::Duration);
 
+impl Seconds {
+    fn push_to(&self, out: &mut String) {
+        let millis = (self.0.as_nanos() + 500_000) / 1_000_000;
+        push_int(out, millis / 1000);
+        let fraction = millis % 1000;
+        out.push_str(match fraction {
+            0..10 => ".00",
+            10..100 => ".0",
+            _ => ".",
+        });
+        push_int(out, fraction);
+    }
+}
+
 impl std::fmt::Display for Seconds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let millis = (self.0.as_nanos() + 500_000) / 1_000_000;
-        write!(f, "{}.{:03}", millis / 1000, millis % 1000)
+        let mut seconds = String::new();
+        self.push_to(&mut seconds);
+        f.write_str(&seconds)
     }
 }
 
@@ -361,7 +387,6 @@ fn limited_fast(
     decision: &Decision,
     wait: std::time::Duration,
 ) -> Response {
-    use std::fmt::Write as _;
     let mut body = String::with_capacity(256);
     body.push_str(
         "{\"type\":\"https://tollgate.dev/problems/rate-limited\",\"title\":\"Too Many Requests\",\"status\":429,\"detail\":\"",
@@ -369,18 +394,18 @@ fn limited_fast(
     let mut first = true;
     for v in decision.rejections() {
         if let Some(p) = policies.get(v.limit) {
-            let separator = if first { "" } else { "; " };
+            body.push_str(if first { "`" } else { "; `" });
             first = false;
-            let _ = write!(
-                body,
-                "{separator}`{}` allows {} per {}",
-                p.name,
-                v.quota,
-                WindowWords(p.quota.rate.window())
-            );
+            body.push_str(&p.name);
+            body.push_str("` allows ");
+            push_int(&mut body, v.quota);
+            body.push_str(" per ");
+            WindowWords(p.quota.rate.window()).push_to(&mut body);
         }
     }
-    let _ = write!(body, "; retry in {} s, not before\"", Seconds(wait));
+    body.push_str("; retry in ");
+    Seconds(wait).push_to(&mut body);
+    body.push_str(" s, not before\"");
     let mut first = true;
     for v in decision.rejections() {
         if let Some(p) = policies.get(v.limit) {
@@ -393,11 +418,9 @@ fn limited_fast(
     if !first {
         body.push(']');
     }
-    let _ = write!(
-        body,
-        ",\"retry_after_ms\":{}}}",
-        wait.as_nanos().div_ceil(1_000_000) as u64
-    );
+    body.push_str(",\"retry_after_ms\":");
+    push_int(&mut body, wait.as_nanos().div_ceil(1_000_000) as u64);
+    body.push('}');
     let mut response = Response::new(axum::body::Body::from(body));
     *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
     let headers = response.headers_mut();
@@ -439,6 +462,7 @@ mod tests {
             (1_499_999, "0.001"),
             (1_500_000, "0.002"),
             (999_999_999, "1.000"),
+            (1_050_000_000, "1.050"),
             (1_250_000_000, "1.250"),
             (61_000_400_000, "61.000"),
         ] {
