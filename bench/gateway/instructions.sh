@@ -21,7 +21,11 @@
 #
 # Knobs (environment):
 #   KEYS=100000        API keys in the database (the tables' size)
-#   MEASURED=20000     keys whose requests are counted (the first ones)
+#   MEASURED=$KEYS     keys whose requests are counted (the first ones); fewer
+#                      keys run faster but fit in the cache more than run.sh's do
+#   LL=33554432,16,64  the simulated last-level cache: size, ways, line (this
+#                      machine's 32 MiB L3; valgrind's own guess on AMD EPYC
+#                      VMs was a 256 MiB direct-mapped one)
 #   OK_RATE=50/60s     the admitted path's per-key limit
 #   SKIP_BUILD=1       use the binaries already in target/release
 #   TOLLGATE_BINS="name=PATH …"   the builds to compare (default: target/release)
@@ -32,7 +36,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 KEYS=${KEYS:-100000}
-MEASURED=${MEASURED:-20000}
+MEASURED=${MEASURED:-$KEYS}
+LL=${LL:-33554432,16,64}
 OK_RATE=${OK_RATE:-50/60s}
 PATH_UNDER_TEST=/v1/items
 
@@ -136,7 +141,7 @@ send() { # → counts of each status, one request per measured key
 measure() { # name, binary, path (ok|429) → "Ir D1-misses LL-misses" per request
     local name=$1 bin=$2 path=$3 out="$work/callgrind.$1.$3" pid expected status
     (cd "$work" && RUST_LOG=warn exec valgrind -q --tool=callgrind --instr-atstart=no \
-        --cache-sim=yes --callgrind-out-file="$out" \
+        --cache-sim=yes --LL="$LL" --callgrind-out-file="$out" \
         "$bin" serve --config "$path.toml" 2>>"$work/tollgate.log") &
     pid=$!
     pids+=("$pid")
@@ -173,7 +178,8 @@ done
 echo
 echo "tollgate work per request — $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo); $(valgrind --version)"
-echo "$KEYS keys in the database, $MEASURED measured, one request per key, pipelined over 8 connections"
+echo "$KEYS keys in the database, $MEASURED measured, one request per key, pipelined over 8 connections;"
+echo "simulated last-level cache: $LL (size, ways, line)"
 echo "admitted path: $OK_RATE per key; 429 path: 1/60s per key, each key refused once before"
 echo
 printf '| %-10s | %-8s | %14s | %14s | %14s |\n' build path "instructions" "D1 misses" "LL misses"
