@@ -9,7 +9,7 @@ use std::future::{Future, Ready};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 use axum::Router;
 use axum::body::Body;
 use futures_util::future;
@@ -120,21 +120,22 @@ impl hyper::service::Service<Request<Incoming>> for Connection {
         let enforcement = inner.enforcement.load();
         let (parts, body) = request.into_parts();
         let body = Limited::new(body, limit);
-        let state = Arc::clone(&self.state);
         // A store in this process decides at once: a refusal is answered
         // without a future, and only an admitted request gets one, for the
         // upstream's answer.
         match enforcement.admit_at_once(&parts) {
             Some(Err(refusal)) => answered(refusal.map(Either::Right)),
             Some(Ok(admitted)) => {
-                let enforcement = arc_swap::Guard::into_inner(enforcement);
+                let (enforcement, state) =
+                    (Guard::into_inner(enforcement), Arc::clone(&self.state));
                 future::Either::Right(Box::pin(async move {
                     let request = Request::from_parts(parts, Either::Left(body));
                     Ok(state.forward(request, &enforcement, admitted).await)
                 }))
             }
             None => {
-                let enforcement = arc_swap::Guard::into_inner(enforcement);
+                let (enforcement, state) =
+                    (Guard::into_inner(enforcement), Arc::clone(&self.state));
                 future::Either::Right(Box::pin(async move {
                     let admitted = match enforcement.admit(&parts).await {
                         Ok(admitted) => admitted,
@@ -148,6 +149,7 @@ impl hyper::service::Service<Request<Incoming>> for Connection {
     }
 }
 
+/// An answer that is ready now.
 fn answered(response: Response<ClientBody>) -> Answering {
     future::Either::Left(std::future::ready(Ok(response)))
 }
