@@ -130,7 +130,7 @@ impl hyper::service::Service<Request<Incoming>> for Connection {
                     (Guard::into_inner(enforcement), Arc::clone(&self.state));
                 future::Either::Right(Box::pin(async move {
                     let request = Request::from_parts(parts, Either::Left(body));
-                    Ok(state.forward(request, &enforcement, admitted).await)
+                    Ok(state.forward(request, &enforcement, &admitted).await)
                 }))
             }
             None => {
@@ -142,7 +142,7 @@ impl hyper::service::Service<Request<Incoming>> for Connection {
                         Err(refusal) => return Ok(refusal.map(Either::Right)),
                     };
                     let request = Request::from_parts(parts, Either::Left(body));
-                    Ok(state.forward(request, &enforcement, admitted).await)
+                    Ok(state.forward(request, &enforcement, &admitted).await)
                 }))
             }
         }
@@ -173,15 +173,18 @@ impl Inner {
 impl ConnectionState {
     /// Forwards an admitted request on this connection's upstream
     /// connections and adds its RateLimit headers to the answer.
+    ///
+    /// `admitted` is borrowed from the request's future, which holds it
+    /// already, so that this future does not hold a second copy.
     async fn forward(
         &self,
         request: Request<UpstreamBody>,
         enforcement: &Enforcement,
-        admitted: Admitted,
+        admitted: &Admitted,
     ) -> Response<ClientBody> {
         let target = admitted.endpoint.map(|e| (e, admitted.key.id));
         let mut response = self.inner.proxy.forward(request, target, &self.idle).await;
-        enforcement.annotate_headers(response.headers_mut(), &admitted);
+        enforcement.annotate_headers(response.headers_mut(), admitted);
         response
     }
 }
