@@ -34,6 +34,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=config.sh
+source "$here/config.sh"
 
 KEYS=${KEYS:-100000}
 MEASURED=${MEASURED:-$KEYS}
@@ -75,10 +77,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 wait_port() { # port, pid, what (valgrind starts slowly: up to 120 s)
     local i
     for ((i = 0; i < 2400; i++)); do
@@ -95,36 +93,8 @@ pids+=($!)
 wait_port "$upstream_port" "${pids[-1]}" "the upstream"
 
 port=$(free_port)
-config() { # file, rate
-    cat >"$1" <<EOF
-# Written by bench/gateway/instructions.sh.
-listen = "127.0.0.1:$port"
-database = "keys.db"
-
-[api_key]
-header = "X-Api-Key"
-
-[escalation]
-strikes = 4000000000
-
-[[upstreams]]
-name = "api"
-url = "http://127.0.0.1:$upstream_port"
-timeout = "30s"
-
-[[routes]]
-name = "everything"
-path = "/{*rest}"
-
-[[limits]]
-name = "per-key"
-scope = "per-key"
-rate = "$2"
-algorithm = "rolling"
-EOF
-}
-config "$work/ok.toml" "$OK_RATE"
-config "$work/429.toml" "1/60s"
+tollgate_config "$work/ok.toml" "$port" "$upstream_port" "$OK_RATE"
+tollgate_config "$work/429.toml" "$port" "$upstream_port" "1/60s"
 
 # tollgate creates the database; the keys go in all at once.
 (cd "$work" && RUST_LOG=warn exec "${bins[0]}" serve --config ok.toml 2>>"$work/tollgate.log") &

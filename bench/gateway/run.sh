@@ -38,6 +38,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=config.sh
+source "$here/config.sh"
 
 KEYS=${KEYS:-100000}
 DURATION=${DURATION:-10s}
@@ -124,10 +126,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 wait_port() { # port, pid, what
     local i
     for ((i = 0; i < 200; i++)); do
@@ -171,37 +169,8 @@ wait_port "$upstream_port" "$upstream_pid" "the upstream"
 # --- tollgate's configs and key database -----------------------------------------
 
 tollgate_port=$(free_port)
-tollgate_config() { # file, rate
-    cat >"$1" <<EOF
-# Written by bench/gateway/run.sh.
-listen = "127.0.0.1:$tollgate_port"
-database = "keys.db"
-
-[api_key]
-header = "X-Api-Key"
-
-# No blocks: the 429 path is measured as 429s, as nginx answers them.
-[escalation]
-strikes = 4000000000
-
-[[upstreams]]
-name = "api"
-url = "http://127.0.0.1:$upstream_port"
-timeout = "30s"
-
-[[routes]]
-name = "everything"
-path = "/{*rest}"
-
-[[limits]]
-name = "per-key"
-scope = "per-key"
-rate = "$2"
-algorithm = "rolling"
-EOF
-}
-tollgate_config "$work/tollgate-ok.toml" "$OK_RATE"
-tollgate_config "$work/tollgate-429.toml" "1/60s"
+tollgate_config "$work/tollgate-ok.toml" "$tollgate_port" "$upstream_port" "$OK_RATE"
+tollgate_config "$work/tollgate-429.toml" "$tollgate_port" "$upstream_port" "1/60s"
 
 start_tollgate() { # config, [binary] → sets tollgate_pid
     RUST_LOG=warn "${2:-$TOLLGATE}" serve --config "$1" 2>>"$work/tollgate.log" &

@@ -199,3 +199,47 @@ fn payload_too_large() -> Response<ClientBody> {
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use tollgate_core::{Charge, Store as _};
+
+    use super::*;
+    use crate::store::LimitStore;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<'a, A: 'a, B: 'a, R, F>(_: impl FnOnce(&'a A, &'a B, R) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every request's future is copied whole into its allocation, so what
+    /// only rare paths need is boxed where they are taken. Prints the sizes
+    /// (`-- --nocapture`); the bounds fail when a rare path's state or a
+    /// second copy of the admission comes back into them.
+    #[test]
+    fn request_futures_stay_small() {
+        let decide = future_size(|s: &LimitStore, c: &Vec<Charge<u64>>, (): ()| s.decide(c));
+        let admit = future_size(|e: &Enforcement, p: &http::request::Parts, (): ()| e.admit(p));
+        let proxy = future_size(|p: &Proxy, idle: &Idle, request| p.forward(request, None, idle));
+        let forward = future_size(
+            |s: &ConnectionState, with: &(Enforcement, Admitted), request| {
+                s.forward(request, &with.0, &with.1)
+            },
+        );
+        eprintln!(
+            "decide {decide} B, admit {admit} B, proxy forward {proxy} B, forward {forward} B"
+        );
+        assert!(
+            decide <= 256,
+            "a decision's future holds Redis's: {decide} B"
+        );
+        assert!(
+            admit <= 768,
+            "the enforcement's future holds Redis's: {admit} B"
+        );
+        assert!(
+            forward < proxy + size_of::<Admitted>() + 128,
+            "the forward holds a copy of the admission: {forward} B"
+        );
+    }
+}

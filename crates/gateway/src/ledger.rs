@@ -166,6 +166,13 @@ pub struct Ledger {
     pub since: Timestamp,
 }
 
+/// A shard's records; a panic elsewhere while holding the lock leaves them usable.
+fn lock(shard: &Mutex<Records>) -> std::sync::MutexGuard<'_, Records> {
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ledger")
@@ -186,9 +193,7 @@ impl Ledger {
     }
 
     fn shard(&self, key: u32) -> std::sync::MutexGuard<'_, Records> {
-        self.shards[key as usize % SHARDS]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.shards[key as usize % SHARDS])
     }
 
     /// The record of `key`, created empty on first use. Keep the handle to
@@ -216,23 +221,12 @@ impl Ledger {
 
     /// Every key blocked at `now`, with the end of its block, by key id.
     pub fn blocked(&self, now: Timestamp) -> Vec<(u32, Timestamp)> {
-        let mut blocked: Vec<(u32, Timestamp)> = self
-            .shards
-            .iter()
-            .flat_map(|shard| {
-                let records: Vec<(u32, Arc<KeyActivity>)> = shard
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .iter()
-                    .map(|(key, activity)| (*key, Arc::clone(activity)))
-                    .collect();
-                records
-            })
-            .filter_map(|(key, activity)| {
-                let until = activity.escalation().blocked_until(now)?;
-                Some((key, until))
-            })
-            .collect();
+        let mut blocked: Vec<(u32, Timestamp)> = Vec::new();
+        for shard in &self.shards {
+            blocked.extend(lock(shard).iter().filter_map(|(key, activity)| {
+                Some((*key, activity.escalation().blocked_until(now)?))
+            }));
+        }
         blocked.sort_unstable_by_key(|(key, _)| *key);
         blocked
     }

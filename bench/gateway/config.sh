@@ -1,0 +1,38 @@
+# Sourced by the gateway benchmarks: what both servers under test are given.
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# tollgate's configuration for the benchmarks: one route, one rolling per-key
+# limit at RATE, the key in X-Api-Key, and escalation to 403 out of reach (the
+# 429 path is measured as 429s, as nginx answers them).
+tollgate_config() { # file, listen port, upstream port, rate
+    cat >"$1" <<TOML
+# Written by bench/gateway/$(basename "$0").
+listen = "127.0.0.1:$2"
+database = "keys.db"
+
+[api_key]
+header = "X-Api-Key"
+
+# No blocks: the 429 path is measured as 429s, as nginx answers them.
+[escalation]
+strikes = 4000000000
+
+[[upstreams]]
+name = "api"
+url = "http://127.0.0.1:$3"
+timeout = "30s"
+
+[[routes]]
+name = "everything"
+path = "/{*rest}"
+
+[[limits]]
+name = "per-key"
+scope = "per-key"
+rate = "$4"
+algorithm = "rolling"
+TOML
+}
