@@ -31,6 +31,9 @@
 #   KEEP=1             keep the work folder (configs, logs, key database)
 #   ONLY="upstream nginx-ok tollgate-ok nginx-429 tollgate-429"   a subset
 #   ROUNDS=1           repeat everything; nginx and tollgate take turns going first
+#   SYSCALLS=1         also count the server's system calls per request (perf
+#                      stat on syscall tracepoints; it costs some req/s, so
+#                      compare such runs only with each other)
 #
 # Needs root for apt-get when wrk or nginx is missing. Everything it starts is
 # stopped on exit.
@@ -75,6 +78,9 @@ if ((${#missing[@]})); then
     [[ -n $installed ]] || die "apt-get could not install ${missing[*]}"
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [[ -n ${SYSCALLS:-} ]]; then
+    command -v perf >/dev/null || die "SYSCALLS=1 needs perf (Debian: apt-get install linux-perf)"
+fi
 command -v python3 >/dev/null || die "python3 is needed to write the key database"
 python3 -c 'import sqlite3' || die "python3 has no sqlite3 module"
 
@@ -263,7 +269,7 @@ start_nginx() { # → sets nginx_pid
 
 # --- measuring --------------------------------------------------------------
 
-declare -A rps p99 p50 bad cpu other
+declare -A rps p99 p50 bad cpu other syscalls writes
 keyfile="$work/keys.txt"
 ncpu=$(nproc)
 hz=$(getconf CLK_TCK)
@@ -291,7 +297,17 @@ run_wrk() { # name, url, pid whose CPU is counted
     out="$work/wrk-$name.txt"
     local cpu0 up0 busy0 kids0 t0 cpu1 up1 busy1 kids1 t1
     cpu0=$(cpu_ms "$pid"); up0=$(cpu_ms "$upstream_pid"); busy0=$(busy_ms); times >"$work/times0"; t0=$(date +%s%N)
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/keys.lua" "$url" -- "$keyfile" >"$out"
+    local load=(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/keys.lua" "$url" -- "$keyfile")
+    if [[ -n ${SYSCALLS:-} ]]; then
+        # The server's processes (nginx's workers are its children); perf
+        # follows every thread of each.
+        local server_pids
+        server_pids=$(echo "$pid" $(pgrep -P "$pid" || true) | tr ' ' ,)
+        perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_write -p "$server_pids" \
+            -o "$work/perf-$name.txt" -- "${load[@]}" >"$out"
+    else
+        "${load[@]}" >"$out"
+    fi
     t1=$(date +%s%N); times >"$work/times1"; busy1=$(busy_ms); up1=$(cpu_ms "$upstream_pid"); cpu1=$(cpu_ms "$pid")
     kids0=$(children_ms "$work/times0"); kids1=$(children_ms "$work/times1")
     line=$(grep '^BENCH ' "$out") || die "no result line in $out"
@@ -314,6 +330,10 @@ run_wrk() { # name, url, pid whose CPU is counted
     # percent of all cores: anything above a few percent skews the figures.
     other[$name]=$(awk -v b="$((busy1 - busy0))" -v o="$ours" -v t="$(((t1 - t0) / 1000000))" -v n="$ncpu" \
         'BEGIN { x = 100 * (b - o) / (t * n); printf "%.0f", x < 0 ? 0 : x }')
+    if [[ -n ${SYSCALLS:-} ]]; then
+        syscalls[$name]=$(awk -F, -v r="$requests" '$3 == "raw_syscalls:sys_enter" { printf "%.2f", $1 / r }' "$work/perf-$name.txt")
+        writes[$name]=$(awk -F, -v r="$requests" '$3 == "syscalls:sys_enter_write" { printf "%.3f", $1 / r }' "$work/perf-$name.txt")
+    fi
     ((socket == 0)) || log "$name: $socket socket errors (see $out)"
     log "$name: ${rps[$name]} req/s, p99 ${p99[$name]} ms, non-2xx ${bad[$name]}%, other load ${other[$name]}%"
 }
@@ -421,6 +441,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
         printf "| %-5s | %-${w}s | %9s | %8s | %8s | %6s%% | %11s µs | %9s%% |\n" "$round" "$name" "${rps[$key]}" "${p50[$key]}" "${p99[$key]}" "${bad[$key]}" "${cpu[$key]}" "${other[$key]}"
     done
 done
+if [[ -n ${SYSCALLS:-} ]]; then
+    echo
+    echo "System calls per request (perf stat on the server's processes; 'write' is write(2) alone, not writev):"
+    echo
+    printf "| %-5s | %-${w}s | %12s | %9s |\n" round target 'syscalls/req' 'write/req'
+    printf '|%s|%s|%s|%s|\n' ------- "$(printf -- '-%.0s' $(seq $((w + 2))))" -------------: ----------:
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for name in "${names[@]}"; do
+            key="$name.$round"
+            [[ -n ${syscalls[$key]:-} ]] || continue
+            printf "| %-5s | %-${w}s | %12s | %9s |\n" "$round" "$name" "${syscalls[$key]}" "${writes[$key]}"
+        done
+    done
+fi
 echo
 ratio_line() { # label, tollgate rps, nginx rps, tollgate p99, nginx p99
     awk -v l="$1" -v t="$2" -v n="$3" -v tp="$4" -v np="$5" \
