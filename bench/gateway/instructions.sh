@@ -27,8 +27,10 @@
 #                      machine's 32 MiB L3; valgrind's own guess on AMD EPYC
 #                      VMs was a 256 MiB direct-mapped one)
 #   OK_RATE=50/60s     the admitted path's per-key limit
-#   SKIP_BUILD=1       use the binaries already in target/release
-#   TOLLGATE_BINS="name=PATH …"   the builds to compare (default: target/release)
+#   PROFILE=production the cargo profile built and measured (production:
+#                      release with LTO, what the gateway is deployed with)
+#   SKIP_BUILD=1       use the binaries already in target/$PROFILE
+#   TOLLGATE_BINS="name=PATH …"   the builds to compare (default: target/$PROFILE)
 #   KEEP=1             keep the work folder (configs, callgrind outputs)
 set -euo pipefail
 
@@ -38,6 +40,7 @@ root=$(cd "$here/../.." && pwd)
 source "$here/config.sh"
 
 KEYS=${KEYS:-100000}
+PROFILE=${PROFILE:-production}
 MEASURED=${MEASURED:-$KEYS}
 LL=${LL:-33554432,16,64}
 OK_RATE=${OK_RATE:-50/60s}
@@ -53,13 +56,13 @@ command -v valgrind >/dev/null || {
 }
 
 if [[ -z ${SKIP_BUILD:-} ]]; then
-    log "building (release)"
-    (cd "$root" && cargo build --release -q -p tollgate -p tollgate-gateway --bin tollgate --example bench_upstream)
+    log "building ($PROFILE)"
+    (cd "$root" && cargo build --profile "$PROFILE" -q -p tollgate -p tollgate-gateway --bin tollgate --example bench_upstream)
 fi
 target=${CARGO_TARGET_DIR:-$root/target}
-UPSTREAM=$target/release/examples/bench_upstream
+UPSTREAM=$target/$PROFILE/examples/bench_upstream
 names=() bins=()
-for pair in ${TOLLGATE_BINS:-tollgate=$target/release/tollgate}; do
+for pair in ${TOLLGATE_BINS:-tollgate=$target/$PROFILE/tollgate}; do
     names+=("${pair%%=*}") bins+=("${pair#*=}")
 done
 for bin in "${bins[@]}" "$UPSTREAM"; do

@@ -24,7 +24,9 @@
 #   WARMUP=3s          an unmeasured run before each measured one
 #   THREADS=2 CONNECTIONS=64   wrk -t / -c
 #   OK_RATE=50/60s     the admitted path's per-key limit (nginx: 50r/m, burst 50)
-#   SKIP_BUILD=1       use the binaries already in target/release
+#   PROFILE=production the cargo profile built and measured (production:
+#                      release with LTO, what the gateway is deployed with)
+#   SKIP_BUILD=1       use the binaries already in target/$PROFILE
 #   TOLLGATE_BIN=PATH  measure this tollgate binary instead
 #   TOLLGATE_BINS="base=PATH new=PATH"   measure several binaries side by side
 #                      in each round (an A/B of a change; rows tollgate:NAME)
@@ -45,6 +47,7 @@ root=$(cd "$here/../.." && pwd)
 source "$here/config.sh"
 
 KEYS=${KEYS:-100000}
+PROFILE=${PROFILE:-production}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
 THREADS=${THREADS:-2}
@@ -91,12 +94,12 @@ ok_window=${OK_RATE#*/}
 [[ $ok_window == 60s ]] || die "OK_RATE must be N/60s (nginx limit_req counts per minute)"
 
 if [[ -z ${SKIP_BUILD:-} ]]; then
-    log "building (release)"
-    (cd "$root" && cargo build --release -q -p tollgate -p tollgate-gateway --bin tollgate --example bench_upstream)
+    log "building ($PROFILE)"
+    (cd "$root" && cargo build --profile "$PROFILE" -q -p tollgate -p tollgate-gateway --bin tollgate --example bench_upstream)
 fi
 target=${CARGO_TARGET_DIR:-$root/target}
-TOLLGATE=${TOLLGATE_BIN:-$target/release/tollgate}
-UPSTREAM=$target/release/examples/bench_upstream
+TOLLGATE=${TOLLGATE_BIN:-$target/$PROFILE/tollgate}
+UPSTREAM=$target/$PROFILE/examples/bench_upstream
 # The tollgate binaries measured: "tollgate" alone, or named variants.
 variants=() variant_bins=()
 if [[ -n ${TOLLGATE_BINS:-} ]]; then
