@@ -735,6 +735,33 @@ async fn raw_exchange(gw: &TestGateway, bytes: &[u8]) -> String {
 }
 
 #[tokio::test]
+async fn request_and_answer_bodies_pass_through_whole_on_a_kept_connection() {
+    let gw = TestGateway::start(CONFIG).await;
+    gw.key(KEY).await;
+    // Under `max_body`; a lost, repeated or reordered chunk changes the pattern.
+    let sent: Vec<u8> = (0..60 * 1024u32).map(|i| (i % 251) as u8).collect();
+    for _ in 0..3 {
+        let answer = gw
+            .client
+            .post(format!("{}/echo", gw.url))
+            .header("x-api-key", KEY)
+            .body(sent.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let body = answer.bytes().await.unwrap();
+        assert_eq!(body.len(), sent.len() * support::ECHO_REPEATS);
+        assert!(
+            body.chunks(sent.len())
+                .all(|chunk| chunk == sent.as_slice()),
+            "the answer is the body sent, repeated"
+        );
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_kept_upstream_connection_the_upstream_closed_is_replaced_not_answered_502() {
     let (address, upstream) = support::ClosingUpstream::start().await;
     let gw =

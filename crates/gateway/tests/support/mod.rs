@@ -62,12 +62,23 @@ async fn held(State(upstream): State<Upstream>) -> &'static str {
     "released"
 }
 
+/// How many times `/echo` repeats the body it was sent.
+pub const ECHO_REPEATS: usize = 16;
+
+/// Answers with the request's body `ECHO_REPEATS` times over, as a stream of
+/// chunks: a large answer that arrives in many reads.
+async fn echo(body: axum::body::Bytes) -> axum::body::Body {
+    let chunks = std::iter::repeat_n(Ok::<_, std::convert::Infallible>(body), ECHO_REPEATS);
+    axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+}
+
 /// Starts the upstream on a free loopback port.
 pub async fn start_upstream() -> (SocketAddr, Upstream) {
     let upstream = Upstream::default();
     let app = Router::new()
         .route("/slow", get(slow))
         .route("/held", get(held))
+        .route("/echo", axum::routing::post(echo))
         .fallback(any(hit))
         .with_state(upstream.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
