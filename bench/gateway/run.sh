@@ -155,16 +155,26 @@ stop() { # pid
     pids=("${keep[@]}")
 }
 
-# CPU time (ms) used so far by a process and its children still running (nginx's workers).
-cpu_ms() {
-    local total=0 pid f
+# CPU time (ms) used so far by a process and its children still running
+# (nginx's workers): "user system".
+cpu_split_ms() {
+    local user=0 system=0 pid f
     for pid in "$1" $(pgrep -P "$1" || true); do
         # Fields 14 and 15 (utime, stime) after the parenthesised name.
         f=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
         set -- $f
-        total=$((total + ${12} + ${13}))
+        user=$((user + ${12})) system=$((system + ${13}))
     done
-    echo $((total * 1000 / $(getconf CLK_TCK)))
+    local hz
+    hz=$(getconf CLK_TCK)
+    echo "$((user * 1000 / hz)) $((system * 1000 / hz))"
+}
+
+# The same, in all.
+cpu_ms() {
+    local user system
+    read -r user system < <(cpu_split_ms "$1")
+    echo $((user + system))
 }
 
 # --- the upstream -------------------------------------------------------------
@@ -272,7 +282,7 @@ start_nginx() { # → sets nginx_pid
 
 # --- measuring --------------------------------------------------------------
 
-declare -A rps p99 p50 bad cpu other syscalls writes
+declare -A rps p99 p50 bad cpu user system other syscalls writes
 keyfile="$work/keys.txt"
 ncpu=$(nproc)
 hz=$(getconf CLK_TCK)
@@ -299,7 +309,9 @@ run_wrk() { # name, url, pid whose CPU is counted
     local name=$1 url=$2 pid=$3 out line
     out="$work/wrk-$name.txt"
     local cpu0 up0 busy0 kids0 t0 cpu1 up1 busy1 kids1 t1
-    cpu0=$(cpu_ms "$pid"); up0=$(cpu_ms "$upstream_pid"); busy0=$(busy_ms); times >"$work/times0"; t0=$(date +%s%N)
+    local user0 sys0 user1 sys1
+    read -r user0 sys0 < <(cpu_split_ms "$pid")
+    cpu0=$((user0 + sys0)); up0=$(cpu_ms "$upstream_pid"); busy0=$(busy_ms); times >"$work/times0"; t0=$(date +%s%N)
     local load=(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/keys.lua" "$url" -- "$keyfile")
     if [[ -n ${SYSCALLS:-} ]]; then
         # The server's processes (nginx's workers are its children); perf
@@ -311,7 +323,9 @@ run_wrk() { # name, url, pid whose CPU is counted
     else
         "${load[@]}" >"$out"
     fi
-    t1=$(date +%s%N); times >"$work/times1"; busy1=$(busy_ms); up1=$(cpu_ms "$upstream_pid"); cpu1=$(cpu_ms "$pid")
+    t1=$(date +%s%N); times >"$work/times1"; busy1=$(busy_ms); up1=$(cpu_ms "$upstream_pid")
+    read -r user1 sys1 < <(cpu_split_ms "$pid")
+    cpu1=$((user1 + sys1))
     kids0=$(children_ms "$work/times0"); kids1=$(children_ms "$work/times1")
     line=$(grep '^BENCH ' "$out") || die "no result line in $out"
     local requests duration non2xx socket p50_us p99_us server ours
@@ -329,6 +343,8 @@ run_wrk() { # name, url, pid whose CPU is counted
     p99[$name]=$(awk -v u="$p99_us" 'BEGIN { printf "%.2f", u / 1000 }')
     bad[$name]=$(awk -v b="$non2xx" -v r="$requests" 'BEGIN { printf "%.1f", r ? 100 * b / r : 0 }')
     cpu[$name]=$(awk -v c="$server" -v r="$requests" 'BEGIN { printf "%.1f", r ? 1000 * c / r : 0 }')
+    user[$name]=$(awk -v c="$((user1 - user0))" -v r="$requests" 'BEGIN { printf "%.1f", r ? 1000 * c / r : 0 }')
+    system[$name]=$(awk -v c="$((sys1 - sys0))" -v r="$requests" 'BEGIN { printf "%.1f", r ? 1000 * c / r : 0 }')
     # What the rest of the machine used meanwhile (other people's builds…), in
     # percent of all cores: anything above a few percent skews the figures.
     other[$name]=$(awk -v b="$((busy1 - busy0))" -v o="$ours" -v t="$(((t1 - t0) / 1000000))" -v n="$ncpu" \
@@ -444,20 +460,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
         printf "| %-5s | %-${w}s | %9s | %8s | %8s | %6s%% | %11s µs | %9s%% |\n" "$round" "$name" "${rps[$key]}" "${p50[$key]}" "${p99[$key]}" "${bad[$key]}" "${cpu[$key]}" "${other[$key]}"
     done
 done
-if [[ -n ${SYSCALLS:-} ]]; then
-    echo
-    echo "System calls per request (perf stat on the server's processes; 'write' is write(2) alone, not writev):"
-    echo
-    printf "| %-5s | %-${w}s | %12s | %9s |\n" round target 'syscalls/req' 'write/req'
-    printf '|%s|%s|%s|%s|\n' ------- "$(printf -- '-%.0s' $(seq $((w + 2))))" -------------: ----------:
-    for ((round = 1; round <= ROUNDS; round++)); do
-        for name in "${names[@]}"; do
-            key="$name.$round"
-            [[ -n ${syscalls[$key]:-} ]] || continue
-            printf "| %-5s | %-${w}s | %12s | %9s |\n" "$round" "$name" "${syscalls[$key]}" "${writes[$key]}"
-        done
+echo
+echo "Where the server's time goes, per request: user space and kernel (CPU time), and"
+echo "system calls (with SYSCALLS=1: perf stat on the server's processes; 'write' is"
+echo "write(2) alone, not writev):"
+echo
+printf "| %-5s | %-${w}s | %11s | %13s | %12s | %9s |\n" round target 'user µs/req' 'system µs/req' 'syscalls/req' 'write/req'
+printf '|%s|%s|%s|%s|%s|%s|\n' ------- "$(printf -- '-%.0s' $(seq $((w + 2))))" ------------: --------------: -------------: ----------:
+for ((round = 1; round <= ROUNDS; round++)); do
+    for name in "${names[@]}"; do
+        key="$name.$round"
+        [[ -n ${rps[$key]:-} ]] || continue
+        printf "| %-5s | %-${w}s | %11s | %13s | %12s | %9s |\n" "$round" "$name" "${user[$key]}" "${system[$key]}" "${syscalls[$key]:--}" "${writes[$key]:--}"
     done
-fi
+done
 echo
 ratio_line() { # label, tollgate rps, nginx rps, tollgate p99, nginx p99
     awk -v l="$1" -v t="$2" -v n="$3" -v tp="$4" -v np="$5" \
