@@ -1,4 +1,23 @@
-# Sourced by the gateway benchmarks: what both servers under test are given.
+# Sourced by the gateway benchmarks (after setting `root`): their shared knobs,
+# the build of what they measure, and what both servers under test are given.
+
+KEYS=${KEYS:-100000}
+PROFILE=${PROFILE:-production}
+OK_RATE=${OK_RATE:-50/60s}
+PATH_UNDER_TEST=/v1/items
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Builds tollgate and the benchmark upstream in $PROFILE (unless SKIP_BUILD is
+# set) and sets `target`, the folder they are in.
+build_binaries() {
+    if [[ -z ${SKIP_BUILD:-} ]]; then
+        log "building ($PROFILE)"
+        (cd "$root" && cargo build --profile "$PROFILE" -q -p tollgate -p tollgate-gateway --bin tollgate --example bench_upstream)
+    fi
+    target=${CARGO_TARGET_DIR:-$root/target}/$PROFILE
+}
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'

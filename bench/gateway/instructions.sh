@@ -39,15 +39,8 @@ root=$(cd "$here/../.." && pwd)
 # shellcheck source=config.sh
 source "$here/config.sh"
 
-KEYS=${KEYS:-100000}
-PROFILE=${PROFILE:-production}
 MEASURED=${MEASURED:-$KEYS}
 LL=${LL:-33554432,16,64}
-OK_RATE=${OK_RATE:-50/60s}
-PATH_UNDER_TEST=/v1/items
-
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 ((MEASURED <= KEYS)) || die "MEASURED ($MEASURED) must not exceed KEYS ($KEYS)"
 command -v valgrind >/dev/null || {
@@ -55,14 +48,10 @@ command -v valgrind >/dev/null || {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null
 }
 
-if [[ -z ${SKIP_BUILD:-} ]]; then
-    log "building ($PROFILE)"
-    (cd "$root" && cargo build --profile "$PROFILE" -q -p tollgate -p tollgate-gateway --bin tollgate --example bench_upstream)
-fi
-target=${CARGO_TARGET_DIR:-$root/target}
-UPSTREAM=$target/$PROFILE/examples/bench_upstream
+build_binaries
+UPSTREAM=$target/examples/bench_upstream
 names=() bins=()
-for pair in ${TOLLGATE_BINS:-tollgate=$target/$PROFILE/tollgate}; do
+for pair in ${TOLLGATE_BINS:-tollgate=$target/tollgate}; do
     names+=("${pair%%=*}") bins+=("${pair#*=}")
 done
 for bin in "${bins[@]}" "$UPSTREAM"; do

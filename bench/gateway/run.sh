@@ -46,19 +46,12 @@ root=$(cd "$here/../.." && pwd)
 # shellcheck source=config.sh
 source "$here/config.sh"
 
-KEYS=${KEYS:-100000}
-PROFILE=${PROFILE:-production}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
-OK_RATE=${OK_RATE:-50/60s}
 ONLY=${ONLY:-upstream nginx-ok tollgate-ok nginx-429 tollgate-429}
 ROUNDS=${ROUNDS:-1}
-PATH_UNDER_TEST=/v1/items
-
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # --- tools ------------------------------------------------------------------
 
@@ -93,13 +86,9 @@ ok_count=${OK_RATE%%/*}
 ok_window=${OK_RATE#*/}
 [[ $ok_window == 60s ]] || die "OK_RATE must be N/60s (nginx limit_req counts per minute)"
 
-if [[ -z ${SKIP_BUILD:-} ]]; then
-    log "building ($PROFILE)"
-    (cd "$root" && cargo build --profile "$PROFILE" -q -p tollgate -p tollgate-gateway --bin tollgate --example bench_upstream)
-fi
-target=${CARGO_TARGET_DIR:-$root/target}
-TOLLGATE=${TOLLGATE_BIN:-$target/$PROFILE/tollgate}
-UPSTREAM=$target/$PROFILE/examples/bench_upstream
+build_binaries
+TOLLGATE=${TOLLGATE_BIN:-$target/tollgate}
+UPSTREAM=$target/examples/bench_upstream
 # The tollgate binaries measured: "tollgate" alone, or named variants.
 variants=() variant_bins=()
 if [[ -n ${TOLLGATE_BINS:-} ]]; then
