@@ -41,14 +41,15 @@ impl Daemonised {
     /// The provider, the daemon's API serving; the daemon (imports and
     /// outbox) not yet running.
     async fn new(name: &str) -> Self {
-        Self::with_budget(name, BUDGET).await
+        Self::with_budgets(name, BUDGET, BUDGET).await
     }
 
-    /// The same, the source configured with `budget` per second where the
-    /// provider allows [`BUDGET`]. A provider configured looser than it is
-    /// announces nothing, or the pacer would keep to what it announces.
-    async fn with_budget(name: &str, budget: u32) -> Self {
-        let headers = if budget > BUDGET {
+    /// The same, the provider allowing `allowed` per second and the source
+    /// configured with `budget` per second. A source configured looser than
+    /// its provider announces nothing, or the pacer would keep to what it
+    /// announces.
+    async fn with_budgets(name: &str, allowed: u32, budget: u32) -> Self {
+        let headers = if budget > allowed {
             HeaderStyle::None
         } else {
             HeaderStyle::Ietf
@@ -60,7 +61,7 @@ impl Daemonised {
             .key(KEY)
             .strict(true)
             .headers(headers)
-            .limits(Limits::per_key(Quota::rolling(Rate::new(BUDGET, WINDOW))))
+            .limits(Limits::per_key(Quota::rolling(Rate::new(allowed, WINDOW))))
             .build()
             .spawn()
             .await
@@ -379,20 +380,29 @@ async fn a_submission_during_an_outage_is_delivered_after_it() {
 /// The source is configured with twice the provider's budget: `429`s come,
 /// each pauses the whole source until its retry instant, the submissions go
 /// again then, and the strict provider never sees an early request.
+///
+/// The budgets are small (10 and 20 a second) so that any machine outruns
+/// the provider, and the 50 ms between two requests leaves each `429` time to
+/// come back before the next request goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_pauses_the_source_and_the_submission_goes_again_at_the_retry_instant() {
-    let mut d = Daemonised::with_budget("too-much", BUDGET * 2).await;
-    d.run();
-    for i in 0..300 {
+    const ALLOWED: u32 = 10;
+    const SUBMISSIONS: usize = 60;
+    let mut d = Daemonised::with_budgets("too-much", ALLOWED, ALLOWED * 2).await;
+    // Queued before the daemon starts, so the source sends at its own (too
+    // fast) pace however slowly this machine accepts submissions.
+    for i in 0..SUBMISSIONS {
         d.submit(&format!("k-{i:03}"), "normal").await;
     }
-    d.delivered(300, Duration::from_secs(60)).await;
+    d.run();
+    d.delivered(SUBMISSIONS as u64, Duration::from_secs(60))
+        .await;
     let stats = d.api.handle.stats(KEY);
     assert!(stats.limited > 0, "the provider never said 429: {stats:?}");
     assert_eq!(stats.early, 0, "{stats:?}");
     assert!(d.api.handle.blocked_keys().is_empty());
     let created = created_per_key(&d.api);
-    assert_eq!(created.len(), 300);
+    assert_eq!(created.len(), SUBMISSIONS);
     assert!(created.values().all(|n| *n == 1));
     d.stop().await;
 }
