@@ -41,7 +41,7 @@ pub(crate) struct Connection {
 
 struct ConnectionState {
     inner: Arc<Inner>,
-    idle: Idle,
+    idle: Arc<Idle>,
 }
 
 struct Inner {
@@ -88,7 +88,7 @@ impl Front {
         Connection {
             state: Arc::new(ConnectionState {
                 inner: Arc::clone(&self.inner),
-                idle: Idle::default(),
+                idle: Arc::default(),
             }),
         }
     }
@@ -220,7 +220,8 @@ mod tests {
     fn request_futures_stay_small() {
         let decide = future_size(|s: &LimitStore, c: &Vec<Charge<u64>>, (): ()| s.decide(c));
         let admit = future_size(|e: &Enforcement, p: &http::request::Parts, (): ()| e.admit(p));
-        let proxy = future_size(|p: &Proxy, idle: &Idle, request| p.forward(request, None, idle));
+        let proxy =
+            future_size(|p: &Proxy, idle: &Arc<Idle>, request| p.forward(request, None, idle));
         let forward = future_size(
             |s: &ConnectionState, with: &(Enforcement, Admitted), request| {
                 s.forward(request, &with.0, &with.1)

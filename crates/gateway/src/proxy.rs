@@ -16,7 +16,7 @@ use crate::config::{Route, Upstream};
 use crate::layer::Admitted;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
-use crate::upstream::{Idle, Target};
+use crate::upstream::{AnswerBody, Idle, Target};
 
 /// Where each route forwards to; swapped on reload.
 pub struct ForwardTable {
@@ -46,13 +46,13 @@ pub type UpstreamBody = Either<Limited<Incoming>, Body>;
 
 /// A response on its way back: the upstream's body as it came, or one the
 /// gateway made.
-pub type ClientBody = Either<Incoming, Body>;
+pub type ClientBody = Either<AnswerBody, Body>;
 
 /// The proxy's shared state.
 pub struct Proxy {
     /// Upstream connections for requests that come through a router, which
     /// has no client connection of its own to keep them.
-    idle: Idle,
+    idle: Arc<Idle>,
     table: Arc<ArcSwap<ForwardTable>>,
     metrics: Arc<Metrics>,
     /// The header that carried the API key: never forwarded.
@@ -81,7 +81,7 @@ impl Proxy {
         key_header: HeaderName,
     ) -> Self {
         Self {
-            idle: Idle::default(),
+            idle: Arc::default(),
             table,
             metrics,
             key_header,
@@ -111,7 +111,7 @@ impl Proxy {
         &self,
         mut request: Request<UpstreamBody>,
         target: Option<(u32, u32)>,
-        idle: &Idle,
+        idle: &Arc<Idle>,
     ) -> http::Response<ClientBody> {
         let table = self.table.load();
         let Some((route, key_id)) =

@@ -7,16 +7,26 @@
 //! request targets, and a request that could not be sent on a kept-alive
 //! connection the upstream had meanwhile closed goes out again on a fresh one.
 
-use std::sync::Mutex;
+mod direct;
+
+use std::sync::{Arc, Mutex};
 
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Request, Response, Uri, Version};
-use hyper::body::Incoming;
+use http_body_util::Either;
+use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::proxy::UpstreamBody;
+use direct::DirectConnection;
+
+pub use direct::{DirectBody, DirectError};
+
+/// An upstream's answer body: read by hyper's client, or, for a request
+/// without a body, straight from the connection by whoever reads the body.
+pub type AnswerBody = Either<Incoming, DirectBody>;
 
 /// Where an upstream's connections go, worked out once per configuration.
 #[derive(Debug)]
@@ -78,9 +88,19 @@ struct Kept {
 /// keeps its own, so under HTTP/1 it holds at most one and never waits for
 /// another; the lock is there for HTTP/2 clients and is never contended under
 /// HTTP/1.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Idle {
     kept: Mutex<Vec<Kept>>,
+    /// Connections for requests without a body ([`direct`]).
+    direct: Mutex<Vec<(Authority, DirectConnection)>>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
 }
 
 /// More idle connections than this (an HTTP/2 client's burst) are closed.
@@ -100,6 +120,9 @@ pub enum SendError {
     /// The connection failed, or the upstream's answer was not HTTP.
     #[error(transparent)]
     Http(#[from] hyper::Error),
+    /// The same, on a connection the request drove itself.
+    #[error(transparent)]
+    Direct(#[from] DirectError),
 }
 
 impl Idle {
@@ -124,10 +147,78 @@ impl Idle {
         }
     }
 
+    /// A kept direct connection to `authority` that can take a request;
+    /// those found closed or spoken on while idle are dropped.
+    fn take_direct(&self, authority: &Authority) -> Option<DirectConnection> {
+        let mut kept = self.direct.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let i = kept.iter().rposition(|(a, _)| a == authority)?;
+            let (_, connection) = kept.swap_remove(i);
+            if connection.is_clean() {
+                return Some(connection);
+            }
+        }
+    }
+
+    /// Keeps a direct connection whose answer has been read whole.
+    fn put_direct(&self, authority: Authority, connection: DirectConnection) {
+        let mut kept = self.direct.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < MAX_IDLE {
+            kept.push((authority, connection));
+        }
+    }
+
     /// Sends `request` to `target`, on a kept connection when there is one,
-    /// else on a new one; the connection is kept again once the answer's head
-    /// has arrived (it takes the next request once the body has been read).
+    /// else on a new one; the connection is kept again once the answer has
+    /// been read. A `GET`, `HEAD`, `OPTIONS` or `DELETE` without a body is
+    /// written and its answer read by this request's task; any other request
+    /// goes through hyper's client.
     pub async fn send(
+        self: &Arc<Self>,
+        target: &Target,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<AnswerBody>, SendError> {
+        let (mut parts, body) = request.into_parts();
+        if direct::takes(&parts, body.is_end_stream()) {
+            parts
+                .headers
+                .insert(http::header::HOST, target.host.clone());
+            let response = self.send_direct(target, &parts).await?;
+            return Ok(response.map(Either::Right));
+        }
+        let request = Request::from_parts(parts, body);
+        Ok(self.send_hyper(target, request).await?.map(Either::Left))
+    }
+
+    /// Sends a request without a body on a direct connection. A kept one that
+    /// turns out closed (the upstream closed it while it was idle) is given
+    /// up and the request goes again: it is idempotent ([`direct::takes`]).
+    async fn send_direct(
+        self: &Arc<Self>,
+        target: &Target,
+        parts: &http::request::Parts,
+    ) -> Result<Response<DirectBody>, SendError> {
+        let mut head = Vec::with_capacity(256 + 64 * parts.headers.len());
+        let request_target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        direct::write_head(&mut head, parts, request_target);
+        loop {
+            let (connection, kept) = match self.take_direct(&target.authority) {
+                Some(connection) => (connection, true),
+                // Boxed: connecting takes more future state than sending.
+                None => (Box::pin(connect_direct(target)).await?, false),
+            };
+            match connection
+                .send(&head, &parts.method, self, &target.authority)
+                .await
+            {
+                Err(DirectError::ClosedBeforeAnswer | DirectError::Io(_)) if kept => {}
+                answer => return Ok(answer?),
+            }
+        }
+    }
+
+    /// Sends `request` through hyper's client.
+    async fn send_hyper(
         &self,
         target: &Target,
         mut request: Request<UpstreamBody>,
@@ -169,6 +260,16 @@ impl Idle {
         self.put(&target.authority, sender);
         Ok(response)
     }
+}
+
+/// A new direct connection to `target`.
+async fn connect_direct(target: &Target) -> Result<DirectConnection, SendError> {
+    DirectConnection::connect(&target.address)
+        .await
+        .map_err(|source| SendError::Connect {
+            address: target.address.clone(),
+            source,
+        })
 }
 
 /// A new connection to `target`, driven by a task on this thread's runtime
