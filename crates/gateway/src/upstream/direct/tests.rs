@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 
 use futures_util::FutureExt as _;
-use http_body_util::BodyExt as _;
+use http::Request;
+use http_body_util::{BodyExt as _, Either};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
@@ -50,9 +51,6 @@ fn request(method: Method) -> Request<crate::proxy::UpstreamBody> {
     *request.uri_mut() = "/items?page=2".parse().unwrap();
     request
 }
-
-use http::Request;
-use http_body_util::Either;
 
 /// Sends `method` to `address`; the status, the body and how many direct
 /// connections are kept afterwards.
