@@ -160,9 +160,11 @@ impl Idle {
         }
     }
 
-    /// Keeps a direct connection whose answer has been read whole.
+    /// Keeps a direct connection whose answer has been read whole; those
+    /// kept that the upstream has closed meanwhile are let go.
     fn put_direct(&self, authority: Authority, connection: DirectConnection) {
         let mut kept = self.direct.lock().unwrap_or_else(|e| e.into_inner());
+        kept.retain(|(_, kept)| kept.is_clean());
         if kept.len() < MAX_IDLE {
             kept.push((authority, connection));
         }
@@ -190,9 +192,10 @@ impl Idle {
         Ok(self.send_hyper(target, request).await?.map(Either::Left))
     }
 
-    /// Sends a request without a body on a direct connection. A kept one that
-    /// turns out closed (the upstream closed it while it was idle) is given
-    /// up and the request goes again: it is idempotent ([`direct::takes`]).
+    /// Sends a request without a body on a direct connection. When a kept one
+    /// fails before any byte of an answer (the upstream closed it while it
+    /// was idle), the request goes once more, on a new connection: it is
+    /// idempotent ([`direct::takes`]), and RFC 9110 §9.2.2 allows that.
     async fn send_direct(
         self: &Arc<Self>,
         target: &Target,
@@ -201,20 +204,20 @@ impl Idle {
         let mut head = Vec::with_capacity(256 + 64 * parts.headers.len());
         let request_target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         direct::write_head(&mut head, parts, request_target);
-        loop {
-            let (connection, kept) = match self.take_direct(&target.authority) {
-                Some(connection) => (connection, true),
-                // Boxed: connecting takes more future state than sending.
-                None => (Box::pin(connect_direct(target)).await?, false),
-            };
+        if let Some(connection) = self.take_direct(&target.authority) {
             match connection
                 .send(&head, &parts.method, self, &target.authority)
                 .await
             {
-                Err(DirectError::ClosedBeforeAnswer | DirectError::Io(_)) if kept => {}
+                Err(DirectError::ClosedBeforeAnswer | DirectError::Io(_)) => {}
                 answer => return Ok(answer?),
             }
         }
+        // Boxed: connecting takes more future state than sending.
+        let connection = Box::pin(connect_direct(target)).await?;
+        Ok(connection
+            .send(&head, &parts.method, self, &target.authority)
+            .await?)
     }
 
     /// Sends `request` through hyper's client.

@@ -65,12 +65,15 @@ pub(crate) struct DirectConnection {
 /// Why an upstream gave no usable answer on a direct connection.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectError {
-    /// The socket failed.
+    /// The socket failed before any byte of an answer had arrived.
     #[error("{0}")]
     Io(#[from] io::Error),
     /// The upstream closed the connection before any byte of an answer.
     #[error("the upstream closed the connection without answering")]
     ClosedBeforeAnswer,
+    /// The socket failed, or the upstream closed it, inside the answer's head.
+    #[error("the connection failed inside the answer's head: {0}")]
+    CutShort(io::Error),
     /// The answer is not well-formed HTTP/1.1.
     #[error("the upstream's answer is not valid HTTP/1.1: {0}")]
     Malformed(&'static str),
@@ -135,19 +138,28 @@ impl DirectConnection {
         authority: &Authority,
     ) -> Result<Response<DirectBody>, DirectError> {
         self.stream.write_all(head).await?;
+        let mut answered = false;
         let (parts, framing, reusable) = loop {
             if self.read.capacity() - self.read.len() < READ_RESERVE / 2 {
                 self.read.reserve(READ_RESERVE);
             }
             let n = std::future::poll_fn(|cx| poll_read_buf(&mut self.stream, &mut self.read, cx))
-                .await?;
+                .await
+                .map_err(|err| {
+                    if answered {
+                        DirectError::CutShort(err)
+                    } else {
+                        DirectError::Io(err)
+                    }
+                })?;
             if n == 0 {
-                return Err(if self.read.is_empty() {
-                    DirectError::ClosedBeforeAnswer
+                return Err(if answered {
+                    DirectError::CutShort(io::ErrorKind::UnexpectedEof.into())
                 } else {
-                    DirectError::Malformed("the connection closed inside the head")
+                    DirectError::ClosedBeforeAnswer
                 });
             }
+            answered = true;
             if let Some(head) = parse_head(&mut self.read, method)? {
                 break head;
             }
@@ -236,7 +248,7 @@ fn parse_head(read: &mut BytesMut, method: &Method) -> Result<Option<Head>, Dire
                 .map_err(|_| DirectError::Malformed("a header field value is not valid"))?;
             headers.append(name, value);
         }
-        let (framing, reusable) = framing(method, status, version, &headers)?;
+        let (framing, reusable) = framing(method, status, version, &mut headers)?;
         let (mut parts, ()) = Response::new(()).into_parts();
         (parts.status, parts.version, parts.headers) = (status, version, headers);
         return Ok(Some((parts, framing, reusable)));
@@ -245,11 +257,16 @@ fn parse_head(read: &mut BytesMut, method: &Method) -> Result<Option<Head>, Dire
 
 /// How the body of an answer with `status` and `headers` to `method` is
 /// delimited, and whether the connection takes another request after it.
+///
+/// A transfer coding other than a lone `chunked` is refused: the gateway
+/// would pass on a body whose coding the client is no longer told. With
+/// `Content-Length` beside `chunked`, the length is removed (RFC 9112 §6.3:
+/// the coding wins) and the connection is not used again.
 fn framing(
     method: &Method,
     status: StatusCode,
     version: Version,
-    headers: &HeaderMap,
+    headers: &mut HeaderMap,
 ) -> Result<(Framing, bool), DirectError> {
     let keep_alive = version == Version::HTTP_11
         && !headers
@@ -262,22 +279,26 @@ fn framing(
     {
         return Ok((Framing::Empty, keep_alive));
     }
-    let mut codings = headers.get_all(TRANSFER_ENCODING).iter().peekable();
-    if codings.peek().is_some() {
-        let chunked_last = codings.last().is_some_and(|v| {
-            v.as_bytes()
-                .rsplit(|b| *b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-        });
-        // With a length as well, the message is suspect (a smuggling
-        // attempt): read it by its coding, and never reuse the connection.
-        let reusable = keep_alive && !headers.contains_key(CONTENT_LENGTH);
-        return Ok(if chunked_last {
-            (Framing::Chunked(Chunk::Size), reusable)
-        } else {
-            (Framing::UntilClose, false)
-        });
+    if headers.contains_key(TRANSFER_ENCODING) {
+        let mut codings = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|coding| !coding.is_empty());
+        let lone_chunked = codings
+            .next()
+            .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+            && codings.next().is_none();
+        if !lone_chunked {
+            return Err(DirectError::Malformed(
+                "a transfer coding other than a lone chunked",
+            ));
+        }
+        // With a length as well the message is suspect (a smuggling
+        // attempt): read by its coding, the length dropped, never reused.
+        let reusable = keep_alive && headers.remove(CONTENT_LENGTH).is_none();
+        return Ok((Framing::Chunked(Chunk::Size), reusable));
     }
     let mut length = None;
     for value in headers.get_all(CONTENT_LENGTH) {
@@ -364,6 +385,33 @@ impl DirectBody {
     }
 }
 
+/// The size on a chunk-size line (without its CRLF): one to sixteen hex
+/// digits, then nothing or extensions (`;name=value`, ignored) free of
+/// control characters. Stricter than `httparse::parse_chunk_size`, which
+/// reads a line without digits as the last chunk and allows a bare LF in an
+/// extension: either would let a body end early, and the rest of it be read
+/// as the next answer.
+fn chunk_size(line: &[u8]) -> io::Result<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 {
+        return Err(invalid("a chunk size is not 1 to 16 hex digits"));
+    }
+    let rest = &line[digits..];
+    let extensions = rest.trim_ascii();
+    if !(extensions.is_empty() || extensions.first() == Some(&b';'))
+        || rest
+            .iter()
+            .any(|b| (b.is_ascii_control() && *b != b'\t') || *b == 0x7f)
+    {
+        return Err(invalid(
+            "a chunk size is followed by something other than extensions",
+        ));
+    }
+    let digits =
+        std::str::from_utf8(&line[..digits]).map_err(|_| invalid("a chunk size is not hex"))?;
+    u64::from_str_radix(digits, 16).map_err(|_| invalid("a chunk size is not hex"))
+}
+
 fn invalid(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
@@ -420,7 +468,9 @@ impl Body for DirectBody {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Framing::Chunked(chunk) => {
-                    if let Some(data) = step_chunked(connection, &mut this.framing, chunk)? {
+                    if let Some(data) =
+                        step_chunked(&mut connection.read, &mut this.framing, chunk)?
+                    {
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                     if this.framing == Framing::Chunked(chunk) {
@@ -449,28 +499,28 @@ impl Body for DirectBody {
 /// or `None` when the step needs more bytes or only moved the reader on (the
 /// framing then says where it is; `Empty` once the body has ended).
 fn step_chunked(
-    connection: &mut DirectConnection,
+    read: &mut BytesMut,
     framing: &mut Framing,
     chunk: Chunk,
 ) -> io::Result<Option<Bytes>> {
-    let read = &mut connection.read;
     match chunk {
-        Chunk::Size => match httparse::parse_chunk_size(read) {
-            Ok(httparse::Status::Complete((len, size))) => {
-                read.advance(len);
-                *framing = Framing::Chunked(if size == 0 {
-                    Chunk::Trailers(0)
+        Chunk::Size => {
+            let Some(end) = read.windows(2).position(|w| w == b"\r\n") else {
+                return if read.len() > MAX_CHUNK_LINE_BYTES {
+                    Err(invalid("a chunk-size line is too long"))
                 } else {
-                    Chunk::Data(size)
-                });
-                Ok(None)
-            }
-            Ok(httparse::Status::Partial) if read.len() > MAX_CHUNK_LINE_BYTES => {
-                Err(invalid("a chunk-size line is too long"))
-            }
-            Ok(httparse::Status::Partial) => Ok(None),
-            Err(_) => Err(invalid("a chunk size is not valid")),
-        },
+                    Ok(None)
+                };
+            };
+            let size = chunk_size(&read[..end])?;
+            read.advance(end + 2);
+            *framing = Framing::Chunked(if size == 0 {
+                Chunk::Trailers(0)
+            } else {
+                Chunk::Data(size)
+            });
+            Ok(None)
+        }
         Chunk::Data(left) => {
             if read.is_empty() {
                 return Ok(None);

@@ -60,11 +60,16 @@ async fn send(
     method: Method,
 ) -> Result<(StatusCode, Vec<u8>, usize), SendError> {
     let target = Target::new(&format!("http://{address}").parse().unwrap()).unwrap();
-    let response = idle.send(&target, request(method)).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    let kept = idle.direct.lock().unwrap().len();
-    Ok((status, body.to_vec(), kept))
+    // Bounded: a framing mistake shows as a body that never ends.
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let response = idle.send(&target, request(method)).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let kept = idle.direct.lock().unwrap().len();
+        Ok((status, body.to_vec(), kept))
+    })
+    .await
+    .expect("the answer ends within 5 s")
 }
 
 #[tokio::test]
@@ -150,7 +155,7 @@ async fn a_kept_connection_the_upstream_spoke_on_while_idle_is_not_used_again() 
 async fn a_chunked_answer_is_decoded_across_pieces_and_its_trailers_dropped() {
     let address = canned(
         vec![vec![
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"5;ext=1\r\nhel",
             b"lo\r\n1",
             b"0\r\n, and sixteen by\r",
@@ -236,13 +241,20 @@ async fn malformed_answers_are_errors_that_say_what_was_wrong() {
         (b"SMTP ready\r\n\r\n", "does not parse"),
         (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "101"),
         (long.as_bytes(), "larger than 64 KiB"),
-        (b"HTTP/1.1 200 OK\r\nContent-", "closed inside the head"),
+        (b"HTTP/1.1 200 OK\r\nContent-", "inside the answer's head"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            "lone chunked",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz",
+            "lone chunked",
+        ),
     ] {
         let address = canned(vec![vec![answer]], true).await;
         let idle = Arc::new(Idle::default());
         let err = send(&idle, address, Method::GET).await.unwrap_err();
         assert!(err.to_string().contains(says), "{err} (expected: {says})");
-        assert_eq!(idle.direct.lock().unwrap().len(), 0);
     }
 }
 
@@ -314,4 +326,115 @@ fn a_head_fed_a_byte_at_a_time_parses_once_whole_and_leaves_the_body() {
     assert_eq!(parts.headers["x-seen"], "a, b");
     assert_eq!((framing, reusable), (Framing::Length(4), true));
     assert_eq!(&read[..], b"b", "what follows the head stays");
+}
+
+#[test]
+fn a_chunked_body_fed_a_byte_at_a_time_is_decoded_whole_to_its_end() {
+    let wire = b"5;ext=\"a b\"\r\nhello\r\n10 \r\n, and sixteen by\r\n0\r\nExpires: never\r\n\r\n";
+    let (mut read, mut framing, mut data) =
+        (BytesMut::new(), Framing::Chunked(Chunk::Size), Vec::new());
+    for byte in wire {
+        read.extend_from_slice(&[*byte]);
+        while let Framing::Chunked(chunk) = framing {
+            let before = (read.len(), framing);
+            if let Some(bytes) = step_chunked(&mut read, &mut framing, chunk).unwrap() {
+                data.extend_from_slice(&bytes);
+            }
+            if (read.len(), framing) == before {
+                break;
+            }
+        }
+    }
+    assert_eq!(framing, Framing::Empty, "the body ended");
+    assert_eq!(data, b"hello, and sixteen by");
+    assert!(read.is_empty(), "the trailers were read and dropped");
+}
+
+#[test]
+fn chunk_size_lines_are_read_strictly() {
+    assert_eq!(chunk_size(b"1a").unwrap(), 26);
+    assert_eq!(chunk_size(b"1A ; name=value").unwrap(), 26);
+    assert_eq!(chunk_size(b"5 ").unwrap(), 5);
+    assert_eq!(chunk_size(b"ffffffffffffffff").unwrap(), u64::MAX);
+    for line in [
+        &b""[..],
+        b";x",
+        b" 5",
+        b"5;x\nabc",
+        b"5 6",
+        b"zz",
+        b"10000000000000000",
+    ] {
+        assert!(
+            chunk_size(line).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_length_beside_chunked_coding_is_dropped_and_the_connection_not_kept() {
+    let address = canned(
+        vec![vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ]],
+        false,
+    )
+    .await;
+    let idle = Arc::new(Idle::default());
+    let target = Target::new(&format!("http://{address}").parse().unwrap()).unwrap();
+    let response = idle.send(&target, request(Method::GET)).await.unwrap();
+    assert!(!response.headers().contains_key(CONTENT_LENGTH));
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+    assert_eq!(idle.direct.lock().unwrap().len(), 0);
+}
+
+/// A kept connection that fails before answering gets the request once more,
+/// on a new connection; the new one failing too is the answer (a `502`).
+#[tokio::test]
+async fn a_kept_connection_failing_before_an_answer_sends_the_request_once_more() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (accepted, seen) = (
+        Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        Arc::clone(&requests),
+    );
+    let counted = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let first = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut buf = [0; 1024];
+                // The first connection answers its first request, then every
+                // connection reads one request and closes without answering.
+                if first {
+                    let _ = stream.read(&mut buf).await.unwrap();
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
+                }
+                if stream.read(&mut buf).await.unwrap() > 0 {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let idle = Arc::new(Idle::default());
+    let (status, _, kept) = send(&idle, address, Method::GET).await.unwrap();
+    assert_eq!((status, kept), (StatusCode::OK, 1));
+    let err = send(&idle, address, Method::DELETE).await.unwrap_err();
+    assert!(err.to_string().contains("without answering"), "{err}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "the DELETE went twice"
+    );
 }
