@@ -60,14 +60,18 @@ pub struct Proxy {
 }
 
 /// Headers that belong to one connection, not to the request (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// `Upgrade` is among them: the gateway does not pass protocol switches on.
+/// `Proxy-Connection` is the obsolete field some clients still send.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// The header that tells the upstream which key (by id) sent the request.
@@ -168,11 +172,21 @@ impl Proxy {
 /// Removes the hop-by-hop headers. Most messages carry none, and a removal
 /// hashes the name even when it finds nothing, so the names present are
 /// checked first.
+///
+/// The fields `Connection` names are hop-by-hop too (RFC 9110 §7.6.1), and
+/// go with it.
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    if headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        for name in &HOP_BY_HOP {
-            headers.remove(name);
-        }
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named) {
+        headers.remove(name);
     }
 }
 
@@ -206,6 +220,23 @@ mod tests {
             ("proxy-authenticate", "Basic"),
             ("content-type", "text/plain"),
             ("x-request-id", "7"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(names(&headers), ["content-type", "x-request-id"]);
+
+        // The fields `Connection` names go with it; the others stay.
+        for (name, value) in [
+            ("connection", "X-Internal, upgrade"),
+            ("connection", " x-trace "),
+            ("x-internal", "1"),
+            ("x-trace", "2"),
+            ("upgrade", "websocket"),
+            ("proxy-connection", "keep-alive"),
         ] {
             headers.append(
                 HeaderName::from_static(name),
