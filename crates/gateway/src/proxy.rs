@@ -134,7 +134,11 @@ impl Proxy {
             ));
         };
         *request.uri_mut() = uri;
+        let from_http2 = request.version() == http::Version::HTTP_2;
         let headers = request.headers_mut();
+        if from_http2 {
+            join_cookies(headers);
+        }
         strip_hop_by_hop(headers);
         headers.remove(&self.key_header);
         // `Host` is replaced by the upstream's where the request is sent.
@@ -190,6 +194,26 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
+/// Joins the `cookie` fields of a request into one, with `; ` between them.
+/// HTTP/2 clients may send a cookie per field, and an HTTP/1.1 upstream must
+/// get them as one (RFC 9113 §8.2.3); many read only the first.
+fn join_cookies(headers: &mut http::HeaderMap) {
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    if cookies.next().is_none() || cookies.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for cookie in &headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(cookie.as_bytes());
+    }
+    if let Ok(joined) = http::HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, joined);
+    }
+}
+
 /// A response the gateway made itself.
 fn made(problem: Problem) -> http::Response<ClientBody> {
     problem.into_response().map(Either::Right)
@@ -205,6 +229,23 @@ mod tests {
         let mut names: Vec<String> = headers.keys().map(|n| n.to_string()).collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn an_http2_clients_cookie_fields_are_joined_into_one() {
+        let mut headers = HeaderMap::new();
+        for cookie in ["a=1", "b=2", "c=3"] {
+            headers.append(header::COOKIE, HeaderValue::from_static(cookie));
+        }
+        join_cookies(&mut headers);
+        let cookies: Vec<_> = headers.get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2; c=3"]);
+
+        let mut one = HeaderMap::new();
+        one.append(header::COOKIE, HeaderValue::from_static("a=1; b=2"));
+        join_cookies(&mut one);
+        assert_eq!(one.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(one[header::COOKIE], "a=1; b=2");
     }
 
     #[test]
