@@ -267,17 +267,12 @@ impl Idle {
 
 /// A new direct connection to `target`.
 async fn connect_direct(target: &Target) -> Result<DirectConnection, SendError> {
-    DirectConnection::connect(&target.address)
-        .await
-        .map_err(|source| SendError::Connect {
-            address: target.address.clone(),
-            source,
-        })
+    Ok(DirectConnection::new(open(target).await?))
 }
 
-/// A new connection to `target`, driven by a task on this thread's runtime
-/// until the upstream or the last sender closes it.
-async fn connect(target: &Target) -> Result<http1::SendRequest<UpstreamBody>, SendError> {
+/// A new TCP connection to `target`, without Nagle's delay: a head goes out
+/// as soon as it is written.
+async fn open(target: &Target) -> Result<TcpStream, SendError> {
     let stream = TcpStream::connect(target.address.as_str())
         .await
         .map_err(|source| SendError::Connect {
@@ -285,6 +280,13 @@ async fn connect(target: &Target) -> Result<http1::SendRequest<UpstreamBody>, Se
             source,
         })?;
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// A new connection to `target`, driven by a task on this thread's runtime
+/// until the upstream or the last sender closes it.
+async fn connect(target: &Target) -> Result<http1::SendRequest<UpstreamBody>, SendError> {
+    let stream = open(target).await?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {

@@ -106,14 +106,25 @@ enum Chunk {
 }
 
 impl DirectConnection {
-    /// A new connection to `address`.
-    pub(crate) async fn connect(address: &str) -> io::Result<Self> {
-        let stream = TcpStream::connect(address).await?;
-        let _ = stream.set_nodelay(true);
-        Ok(Self {
+    /// A connection on `stream`, just opened.
+    pub(crate) fn new(stream: TcpStream) -> Self {
+        Self {
             stream,
             read: BytesMut::new(),
-        })
+        }
+    }
+
+    /// Reads what the socket has onto the end of the buffer, waiting for it
+    /// to have something; `0` when the upstream has closed the connection.
+    ///
+    /// Through `AsyncRead`, not `try_read_buf`: a read that leaves room in the
+    /// buffer clears the socket's readiness, so the next read waits for the
+    /// reactor instead of first making a system call that finds nothing.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < READ_RESERVE / 2 {
+            self.read.reserve(READ_RESERVE);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
     }
 
     /// Whether the connection can take a request: the upstream has neither
@@ -140,10 +151,7 @@ impl DirectConnection {
         self.stream.write_all(head).await?;
         let mut answered = false;
         let (parts, framing, reusable) = loop {
-            if self.read.capacity() - self.read.len() < READ_RESERVE / 2 {
-                self.read.reserve(READ_RESERVE);
-            }
-            let n = std::future::poll_fn(|cx| poll_read_buf(&mut self.stream, &mut self.read, cx))
+            let n = std::future::poll_fn(|cx| self.poll_read(cx))
                 .await
                 .map_err(|err| {
                     if answered {
@@ -328,19 +336,6 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
         .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
 }
 
-/// Reads what the socket has into `buf`, waiting for it to have something.
-///
-/// Through `AsyncRead`, not `try_read_buf`: a read that leaves room in the
-/// buffer clears the socket's readiness, so the next read waits for the
-/// reactor instead of first making a system call that finds nothing.
-fn poll_read_buf(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<usize>> {
-    tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf)
-}
-
 /// An answer's body, read from its direct connection as it is asked for.
 #[derive(Debug)]
 pub struct DirectBody {
@@ -367,15 +362,7 @@ impl DirectBody {
 
     /// Reads more into the buffer; an error when the connection closes.
     fn fill(connection: &mut DirectConnection, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if connection.read.capacity() - connection.read.len() < READ_RESERVE / 2 {
-            connection.read.reserve(READ_RESERVE);
-        }
-        let n = ready!(poll_read_buf(
-            &mut connection.stream,
-            &mut connection.read,
-            cx
-        ))?;
-        if n == 0 {
+        if ready!(connection.poll_read(cx))? == 0 {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the upstream closed the connection inside the body",
@@ -412,6 +399,13 @@ fn chunk_size(line: &[u8]) -> io::Result<u64> {
     u64::from_str_radix(digits, 16).map_err(|_| invalid("a chunk size is not hex"))
 }
 
+/// Takes what `read` holds of the `left` bytes a body or chunk still has to
+/// come; the bytes, and how many are left after them.
+fn take_up_to(read: &mut BytesMut, left: u64) -> (Bytes, u64) {
+    let take = read.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+    (read.split_to(take).freeze(), left - take as u64)
+}
+
 fn invalid(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
@@ -438,31 +432,17 @@ impl Body for DirectBody {
                     if connection.read.is_empty() {
                         ready!(Self::fill(connection, cx))?;
                     }
-                    let take = connection
-                        .read
-                        .len()
-                        .min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let data = connection.read.split_to(take).freeze();
-                    this.framing = Framing::Length(left - take as u64);
-                    if this.framing == Framing::Length(0) {
+                    let (data, left) = take_up_to(&mut connection.read, left);
+                    this.framing = Framing::Length(left);
+                    if left == 0 {
                         this.finish();
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Framing::UntilClose => {
-                    if connection.read.is_empty() {
-                        if connection.read.capacity() < READ_RESERVE / 2 {
-                            connection.read.reserve(READ_RESERVE);
-                        }
-                        let n = ready!(poll_read_buf(
-                            &mut connection.stream,
-                            &mut connection.read,
-                            cx
-                        ))?;
-                        if n == 0 {
-                            this.connection = None;
-                            return Poll::Ready(None);
-                        }
+                    if connection.read.is_empty() && ready!(connection.poll_read(cx))? == 0 {
+                        this.connection = None;
+                        return Poll::Ready(None);
                     }
                     let data = connection.read.split().freeze();
                     return Poll::Ready(Some(Ok(Frame::data(data))));
@@ -525,9 +505,7 @@ fn step_chunked(
             if read.is_empty() {
                 return Ok(None);
             }
-            let take = read.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let data = read.split_to(take).freeze();
-            let left = left - take as u64;
+            let (data, left) = take_up_to(read, left);
             *framing = Framing::Chunked(if left == 0 {
                 Chunk::DataEnd
             } else {
