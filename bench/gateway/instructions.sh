@@ -30,6 +30,7 @@
 #   PROFILE=production the cargo profile built and measured (production:
 #                      release with LTO, what the gateway is deployed with)
 #   SKIP_BUILD=1       use the binaries already in target/$PROFILE
+#   PGO=1              measure the profile-guided build (scripts/build-pgo)
 #   TOLLGATE_BINS="name=PATH …"   the builds to compare (default: target/$PROFILE)
 #   KEEP=1             keep the work folder (configs, callgrind outputs)
 set -euo pipefail
@@ -51,7 +52,7 @@ command -v valgrind >/dev/null || {
 build_binaries
 UPSTREAM=$target/examples/bench_upstream
 names=() bins=()
-for pair in ${TOLLGATE_BINS:-tollgate=$target/tollgate}; do
+for pair in ${TOLLGATE_BINS:-tollgate=$tollgate_bin}; do
     names+=("${pair%%=*}") bins+=("${pair#*=}")
 done
 for bin in "${bins[@]}" "$UPSTREAM"; do
@@ -100,7 +101,7 @@ send() { # → counts of each status, one request per measured key
     python3 "$here/spend_keys.py" 127.0.0.1 "$port" "$PATH_UNDER_TEST" "$work/measured.txt"
 }
 
-measure() { # name, binary, path (ok|429) → "Ir D1-misses LL-misses" per request
+measure() { # name, binary, path (ok|429) → "Ir I1-misses D1-misses LL-misses" per request
     local name=$1 bin=$2 path=$3 out="$work/callgrind.$1.$3" pid expected status
     (cd "$work" && RUST_LOG=warn exec valgrind -q --tool=callgrind --instr-atstart=no \
         --cache-sim=yes --LL="$LL" --callgrind-out-file="$out" \
@@ -126,7 +127,7 @@ measure() { # name, binary, path (ok|429) → "Ir D1-misses LL-misses" per reque
     awk -v n="$MEASURED" '/^events:/ && $0 != "events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw" {
         print "unexpected " $0 > "/dev/stderr"; exit 1
     }
-    /^totals:/ { printf "%.0f %.1f %.2f\n", $2 / n, ($6 + $7) / n, ($9 + $10) / n }' "$out"
+    /^totals:/ { printf "%.0f %.1f %.1f %.2f\n", $2 / n, $5 / n, ($6 + $7) / n, ($9 + $10) / n }' "$out"
 }
 
 declare -A result
@@ -144,14 +145,15 @@ echo "$KEYS keys in the database, $MEASURED measured, one request per key, pipel
 echo "simulated last-level cache: $LL (size, ways, line)"
 echo "admitted path: $OK_RATE per key; 429 path: 1/60s per key, each key refused once before"
 echo
-printf '| %-10s | %-8s | %14s | %14s | %14s |\n' build path "instructions" "D1 misses" "LL misses"
-printf '|%s|%s|%s|%s|%s|\n' "------------" "----------" "---------------:" "---------------:" "---------------:"
+printf '| %-10s | %-8s | %14s | %14s | %14s | %14s |\n' build path "instructions" "I1 misses" "D1 misses" "LL misses"
+printf '|%s|%s|%s|%s|%s|%s|\n' "------------" "----------" "---------------:" "---------------:" "---------------:" "---------------:"
 for name in "${names[@]}"; do
     for path in ok 429; do
-        read -r ir d1 ll <<<"${result[$name,$path]}"
-        printf '| %-10s | %-8s | %14s | %14s | %14s |\n' "$name" "$path" "$ir" "$d1" "$ll"
+        read -r ir i1 d1 ll <<<"${result[$name,$path]}"
+        printf '| %-10s | %-8s | %14s | %14s | %14s | %14s |\n' "$name" "$path" "$ir" "$i1" "$d1" "$ll"
     done
 done
 echo
-echo "Per request, tollgate's user space only (callgrind; no kernel). D1: simulated"
-echo "first-level data cache misses; LL: last-level misses, which go to memory."
+echo "Per request, tollgate's user space only (callgrind; no kernel). I1 and D1:"
+echo "simulated first-level instruction and data cache misses; LL: last-level data"
+echo "misses, which go to memory."

@@ -29,7 +29,9 @@
 #   SKIP_BUILD=1       use the binaries already in target/$PROFILE
 #   TOLLGATE_BIN=PATH  measure this tollgate binary instead
 #   TOLLGATE_BINS="base=PATH new=PATH"   measure several binaries side by side
-#                      in each round (an A/B of a change; rows tollgate:NAME)
+#                      in each round (an A/B of a change; rows tollgate:NAME);
+#                      the same binary under two names shows how far one
+#                      round's ratio moves with nothing changed
 #   KEEP=1             keep the work folder (configs, logs, key database)
 #   ONLY="upstream nginx-ok tollgate-ok nginx-429 tollgate-429"   a subset
 #   ROUNDS=1           repeat everything; nginx and tollgate take turns going first
@@ -485,6 +487,40 @@ for v in "${variants[@]}"; do
         fi
     done
 done
+# Over several rounds, one figure per comparison: the median of the per-round
+# ratios, their range, and in how many rounds each held. With two builds or
+# more, each is also compared with the first, round by round: measuring a
+# binary against a copy of itself (TOLLGATE_BINS="a=PATH b=PATH") shows how
+# far one round's ratio moves on this machine with nothing changed.
+spread_line() { # label; stdin: one "ratio p99-no-worse(0|1)" line per round
+    sort -g | awk -v l="$1" '{ r[NR] = $1; up += ($1 >= 1); ok += $2 }
+        END {
+            if (NR < 2) exit
+            m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+            printf "%s req/s median %.2f, range %.2f-%.2f, at least 1.00 in %d of %d rounds; p99 no worse in %d of %d\n", l, m, r[1], r[NR], up, NR, ok, NR
+        }'
+}
+per_round() { # name, anchor name, path → "ratio p99-no-worse" per round
+    local round t a
+    for ((round = 1; round <= ROUNDS; round++)); do
+        t="$1-$3.$round" a="$2-$3.$round"
+        [[ -n ${rps[$t]:-} && -n ${rps[$a]:-} ]] || continue
+        awk -v t="${rps[$t]}" -v a="${rps[$a]}" -v tp="${p99[$t]}" -v ap="${p99[$a]}" \
+            'BEGIN { printf "%.6f %d\n", t / a, (tp + 0 <= ap + 0) }'
+    done
+}
+if ((ROUNDS > 1)); then
+    echo
+    for path in ok 429; do
+        label=$([[ $path == ok ]] && echo "admitted" || echo "429     ")
+        for v in "${variants[@]}"; do
+            per_round "$v" nginx "$path" | spread_line "$v/nginx, $label path, over the rounds:"
+        done
+        for v in "${variants[@]:1}"; do
+            per_round "$v" "${variants[0]}" "$path" | spread_line "$v/${variants[0]}, $label path, over the rounds:"
+        done
+    done
+fi
 for ((round = 1; round <= ROUNDS; round++)); do
     [[ -n ${rps[upstream.$round]:-} ]] || continue
     for name in nginx-ok "${variants[@]/%/-ok}"; do
