@@ -10,13 +10,21 @@ log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Builds tollgate and the benchmark upstream in $PROFILE (unless SKIP_BUILD is
-# set) and sets `target`, the folder they are in.
+# set) and sets `target`, the folder they are in, and `tollgate_bin`, the
+# gateway measured by default: with PGO=1, the profile-guided build as
+# deployed (scripts/build-pgo, about 20 minutes more), else $target/tollgate.
 build_binaries() {
     if [[ -z ${SKIP_BUILD:-} ]]; then
         log "building ($PROFILE)"
         (cd "$root" && cargo build --profile "$PROFILE" -q -p tollgate -p tollgate-gateway --bin tollgate --example bench_upstream)
+        if [[ -n ${PGO:-} ]]; then
+            log "building the profile-guided gateway (scripts/build-pgo)"
+            "$root/scripts/build-pgo"
+        fi
     fi
     target=${CARGO_TARGET_DIR:-$root/target}/$PROFILE
+    tollgate_bin=$target/tollgate
+    [[ -z ${PGO:-} ]] || tollgate_bin=${PGO_DIR:-$root/target/pgo}/tollgate
 }
 
 free_port() {

@@ -1,7 +1,10 @@
 -- wrk script for bench/gateway/run.sh: every request carries the API key of a
 -- key drawn at random from the key file (one key a line), as `X-Api-Key`.
 --
---   wrk -t2 -c64 -d10s --latency -s keys.lua URL -- KEYFILE
+--   wrk -t2 -c64 -d10s --latency -s keys.lua URL -- KEYFILE [METHOD [BODY]]
+--
+-- METHOD (GET by default) and BODY (none by default; sent as JSON) are for
+-- scripts/build-pgo's training traffic.
 --
 -- The requests are built once per thread in init(), so request() costs a table
 -- lookup: wrk shares the cores with the servers it measures. done() prints
@@ -18,9 +21,12 @@ end
 
 function init(args)
   local path = args[1] or error("keys.lua needs the key file: wrk ... -s keys.lua URL -- KEYFILE")
+  local method, body = args[2], args[3]
   for key in io.lines(path) do
     count = count + 1
-    requests[count] = wrk.format(nil, nil, { ["X-Api-Key"] = key })
+    local headers = { ["X-Api-Key"] = key }
+    if body then headers["Content-Type"] = "application/json" end
+    requests[count] = wrk.format(method, nil, headers, body)
   end
   if count == 0 then error("no keys in " .. path) end
   local id = thread_id or 0

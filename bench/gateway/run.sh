@@ -27,6 +27,8 @@
 #   PROFILE=production the cargo profile built and measured (production:
 #                      release with LTO, what the gateway is deployed with)
 #   SKIP_BUILD=1       use the binaries already in target/$PROFILE
+#   PGO=1              measure the profile-guided build (scripts/build-pgo), as
+#                      deployed for the most requests per core
 #   TOLLGATE_BIN=PATH  measure this tollgate binary instead
 #   TOLLGATE_BINS="base=PATH new=PATH"   measure several binaries side by side
 #                      in each round (an A/B of a change; rows tollgate:NAME);
@@ -89,7 +91,7 @@ ok_window=${OK_RATE#*/}
 [[ $ok_window == 60s ]] || die "OK_RATE must be N/60s (nginx limit_req counts per minute)"
 
 build_binaries
-TOLLGATE=${TOLLGATE_BIN:-$target/tollgate}
+TOLLGATE=${TOLLGATE_BIN:-$tollgate_bin}
 UPSTREAM=$target/examples/bench_upstream
 # The tollgate binaries measured: "tollgate" alone, or named variants.
 variants=() variant_bins=()
