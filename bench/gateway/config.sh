@@ -27,6 +27,18 @@ build_binaries() {
     [[ -z ${PGO:-} ]] || tollgate_bin=${PGO_DIR:-$root/target/pgo}/tollgate
 }
 
+# Waits until something listens on 127.0.0.1:PORT; stops the script when PID
+# exits first or after SECONDS (10 unless given). Messages point at $work.
+wait_port() { # port, pid, what, [seconds]
+    local i seconds=${4:-10}
+    for ((i = 0; i < seconds * 20; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || die "$3 exited before listening on $1 (see $work)"
+        sleep 0.05
+    done
+    die "$3 is not listening on $1 after $seconds s (see $work)"
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }

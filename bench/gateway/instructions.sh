@@ -70,20 +70,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() { # port, pid, what (valgrind starts slowly: up to 120 s)
-    local i
-    for ((i = 0; i < 2400; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        kill -0 "$2" 2>/dev/null || die "$3 exited before listening on $1 (see $work)"
-        sleep 0.05
-    done
-    die "$3 is not listening on $1 after 120 s (see $work)"
-}
-
 upstream_port=$(free_port)
 "$UPSTREAM" "127.0.0.1:$upstream_port" 1 2>"$work/upstream.log" &
 pids+=($!)
-wait_port "$upstream_port" "${pids[-1]}" "the upstream"
+wait_port "$upstream_port" "${pids[-1]}" "the upstream" 120
 
 port=$(free_port)
 tollgate_config "$work/ok.toml" "$port" "$upstream_port" "$OK_RATE"
@@ -92,7 +82,7 @@ tollgate_config "$work/429.toml" "$port" "$upstream_port" "1/60s"
 # tollgate creates the database; the keys go in all at once.
 (cd "$work" && RUST_LOG=warn exec "${bins[0]}" serve --config ok.toml 2>>"$work/tollgate.log") &
 first=$!
-wait_port "$port" "$first" "tollgate"
+wait_port "$port" "$first" "tollgate" 120
 kill -TERM "$first" && wait "$first" 2>/dev/null || true
 python3 "$here/make_keys.py" "$work/keys.db" "$work/keys.txt" "$KEYS" >&2
 head -n "$MEASURED" "$work/keys.txt" >"$work/measured.txt"
@@ -108,7 +98,7 @@ measure() { # name, binary, path (ok|429) → "Ir I1-misses D1-misses LL-misses"
         "$bin" serve --config "$path.toml" 2>>"$work/tollgate.log") &
     pid=$!
     pids+=("$pid")
-    wait_port "$port" "$pid" "tollgate under valgrind"
+    wait_port "$port" "$pid" "tollgate under valgrind" 120
     if [[ $path == 429 ]]; then
         expected="429=$MEASURED"
         [[ $(send) == "200=$MEASURED" ]] || die "$name: the spending pass was not all 200"

@@ -128,18 +128,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() { # port, pid, what
-    local i
-    for ((i = 0; i < 200; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-            return 0
-        fi
-        kill -0 "$2" 2>/dev/null || die "$3 exited before listening on $1 (see $work)"
-        sleep 0.05
-    done
-    die "$3 is not listening on $1 after 10 s (see $work)"
-}
-
 stop() { # pid
     kill -TERM "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true

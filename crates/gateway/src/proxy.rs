@@ -225,6 +225,15 @@ mod tests {
 
     use super::*;
 
+    fn append_all(headers: &mut HeaderMap, fields: &[(&'static str, &'static str)]) {
+        for &(name, value) in fields {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+    }
+
     fn names(headers: &HeaderMap) -> Vec<String> {
         let mut names: Vec<String> = headers.keys().map(|n| n.to_string()).collect();
         names.sort();
@@ -251,39 +260,35 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_are_removed_and_the_rest_kept() {
         let mut headers = HeaderMap::new();
-        for (name, value) in [
-            ("connection", "keep-alive"),
-            ("keep-alive", "timeout=5"),
-            ("te", "trailers"),
-            ("transfer-encoding", "chunked"),
-            ("trailer", "expires"),
-            ("proxy-authorization", "Basic x"),
-            ("proxy-authenticate", "Basic"),
-            ("content-type", "text/plain"),
-            ("x-request-id", "7"),
-        ] {
-            headers.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
+        append_all(
+            &mut headers,
+            &[
+                ("connection", "keep-alive"),
+                ("keep-alive", "timeout=5"),
+                ("te", "trailers"),
+                ("transfer-encoding", "chunked"),
+                ("trailer", "expires"),
+                ("proxy-authorization", "Basic x"),
+                ("proxy-authenticate", "Basic"),
+                ("content-type", "text/plain"),
+                ("x-request-id", "7"),
+            ],
+        );
         strip_hop_by_hop(&mut headers);
         assert_eq!(names(&headers), ["content-type", "x-request-id"]);
 
         // The fields `Connection` names go with it; the others stay.
-        for (name, value) in [
-            ("connection", "X-Internal, upgrade"),
-            ("connection", " x-trace "),
-            ("x-internal", "1"),
-            ("x-trace", "2"),
-            ("upgrade", "websocket"),
-            ("proxy-connection", "keep-alive"),
-        ] {
-            headers.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
+        append_all(
+            &mut headers,
+            &[
+                ("connection", "X-Internal, upgrade"),
+                ("connection", " x-trace "),
+                ("x-internal", "1"),
+                ("x-trace", "2"),
+                ("upgrade", "websocket"),
+                ("proxy-connection", "keep-alive"),
+            ],
+        );
         strip_hop_by_hop(&mut headers);
         assert_eq!(names(&headers), ["content-type", "x-request-id"]);
 

@@ -181,10 +181,10 @@ impl Idle {
         request: Request<UpstreamBody>,
     ) -> Result<Response<AnswerBody>, SendError> {
         let (mut parts, body) = request.into_parts();
+        parts
+            .headers
+            .insert(http::header::HOST, target.host.clone());
         if direct::takes(&parts, body.is_end_stream()) {
-            parts
-                .headers
-                .insert(http::header::HOST, target.host.clone());
             let response = self.send_direct(target, &parts).await?;
             return Ok(response.map(Either::Right));
         }
@@ -229,9 +229,6 @@ impl Idle {
         if request.version() != Version::HTTP_10 {
             *request.version_mut() = Version::HTTP_11;
         }
-        request
-            .headers_mut()
-            .insert(http::header::HOST, target.host.clone());
         while let Some(mut sender) = self.take(&target.authority) {
             match sender.try_send_request(request).await {
                 Ok(response) => {

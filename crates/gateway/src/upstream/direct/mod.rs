@@ -399,6 +399,22 @@ fn chunk_size(line: &[u8]) -> io::Result<u64> {
     u64::from_str_radix(digits, 16).map_err(|_| invalid("a chunk size is not hex"))
 }
 
+/// Where the line at the start of `read` ends (its CRLF); `None` while it is
+/// incomplete, an error once `seen` bytes before it and what `read` holds
+/// come to more than `limit` without one.
+fn line_end(
+    read: &[u8],
+    seen: usize,
+    limit: usize,
+    too_long: &'static str,
+) -> io::Result<Option<usize>> {
+    match read.windows(2).position(|w| w == b"\r\n") {
+        Some(end) => Ok(Some(end)),
+        None if seen + read.len() > limit => Err(invalid(too_long)),
+        None => Ok(None),
+    }
+}
+
 /// Takes what `read` holds of the `left` bytes a body or chunk still has to
 /// come; the bytes, and how many are left after them.
 fn take_up_to(read: &mut BytesMut, left: u64) -> (Bytes, u64) {
@@ -463,7 +479,8 @@ impl Body for DirectBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.connection.is_none() || matches!(self.framing, Framing::Empty | Framing::Length(0))
+        // Every way a body ends lets go of the connection (`finish`).
+        self.connection.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -485,12 +502,14 @@ fn step_chunked(
 ) -> io::Result<Option<Bytes>> {
     match chunk {
         Chunk::Size => {
-            let Some(end) = read.windows(2).position(|w| w == b"\r\n") else {
-                return if read.len() > MAX_CHUNK_LINE_BYTES {
-                    Err(invalid("a chunk-size line is too long"))
-                } else {
-                    Ok(None)
-                };
+            let Some(end) = line_end(
+                read,
+                0,
+                MAX_CHUNK_LINE_BYTES,
+                "a chunk-size line is too long",
+            )?
+            else {
+                return Ok(None);
             };
             let size = chunk_size(&read[..end])?;
             read.advance(end + 2);
@@ -527,12 +546,9 @@ fn step_chunked(
         Chunk::Trailers(seen) => {
             // Trailer fields are dropped, as hyper's client drops them; the
             // section ends at an empty line.
-            let Some(end) = read.windows(2).position(|w| w == b"\r\n") else {
-                return if seen + read.len() > MAX_TRAILER_BYTES {
-                    Err(invalid("the trailer section is too long"))
-                } else {
-                    Ok(None)
-                };
+            let too_long = "the trailer section is too long";
+            let Some(end) = line_end(read, seen, MAX_TRAILER_BYTES, too_long)? else {
+                return Ok(None);
             };
             read.advance(end + 2);
             *framing = if end == 0 {

@@ -2,6 +2,7 @@
 //! bytes, in pieces, and the head parser fed a byte at a time.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::FutureExt as _;
 use http::Request;
@@ -52,6 +53,11 @@ fn request(method: Method) -> Request<crate::proxy::UpstreamBody> {
     request
 }
 
+/// The upstream at `address`.
+fn target(address: SocketAddr) -> Target {
+    Target::new(&format!("http://{address}").parse().unwrap()).unwrap()
+}
+
 /// Sends `method` to `address`; the status, the body and how many direct
 /// connections are kept afterwards.
 async fn send(
@@ -59,7 +65,7 @@ async fn send(
     address: SocketAddr,
     method: Method,
 ) -> Result<(StatusCode, Vec<u8>, usize), SendError> {
-    let target = Target::new(&format!("http://{address}").parse().unwrap()).unwrap();
+    let target = target(address);
     // Bounded: a framing mistake shows as a body that never ends.
     tokio::time::timeout(std::time::Duration::from_secs(5), async {
         let response = idle.send(&target, request(method)).await?;
@@ -266,8 +272,10 @@ async fn a_body_cut_short_is_an_error_not_a_short_answer() {
     )
     .await;
     let idle = Arc::new(Idle::default());
-    let target = Target::new(&format!("http://{address}").parse().unwrap()).unwrap();
-    let response = idle.send(&target, request(Method::GET)).await.unwrap();
+    let response = idle
+        .send(&target(address), request(Method::GET))
+        .await
+        .unwrap();
     let err = response.into_body().collect().await.unwrap_err();
     assert!(err.to_string().contains("inside the body"), "{err}");
 }
@@ -383,8 +391,10 @@ async fn a_length_beside_chunked_coding_is_dropped_and_the_connection_not_kept()
     )
     .await;
     let idle = Arc::new(Idle::default());
-    let target = Target::new(&format!("http://{address}").parse().unwrap()).unwrap();
-    let response = idle.send(&target, request(Method::GET)).await.unwrap();
+    let response = idle
+        .send(&target(address), request(Method::GET))
+        .await
+        .unwrap();
     assert!(!response.headers().contains_key(CONTENT_LENGTH));
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"ok");
@@ -397,16 +407,13 @@ async fn a_length_beside_chunked_coding_is_dropped_and_the_connection_not_kept()
 async fn a_kept_connection_failing_before_an_answer_sends_the_request_once_more() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (accepted, seen) = (
-        Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-        Arc::clone(&requests),
-    );
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (accepted, seen) = (Arc::new(AtomicUsize::new(0)), Arc::clone(&requests));
     let counted = Arc::clone(&accepted);
     tokio::spawn(async move {
         loop {
             let (mut stream, _) = listener.accept().await.unwrap();
-            let first = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
             let seen = Arc::clone(&seen);
             tokio::spawn(async move {
                 let mut buf = [0; 1024];
@@ -414,14 +421,14 @@ async fn a_kept_connection_failing_before_an_answer_sends_the_request_once_more(
                 // connection reads one request and closes without answering.
                 if first {
                     let _ = stream.read(&mut buf).await.unwrap();
-                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    seen.fetch_add(1, Ordering::SeqCst);
                     stream
                         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                         .await
                         .unwrap();
                 }
                 if stream.read(&mut buf).await.unwrap() > 0 {
-                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    seen.fetch_add(1, Ordering::SeqCst);
                 }
             });
         }
@@ -431,10 +438,6 @@ async fn a_kept_connection_failing_before_an_answer_sends_the_request_once_more(
     assert_eq!((status, kept), (StatusCode::OK, 1));
     let err = send(&idle, address, Method::DELETE).await.unwrap_err();
     assert!(err.to_string().contains("without answering"), "{err}");
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
-    assert_eq!(
-        requests.load(std::sync::atomic::Ordering::SeqCst),
-        3,
-        "the DELETE went twice"
-    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(requests.load(Ordering::SeqCst), 3, "the DELETE went twice");
 }
