@@ -16,7 +16,9 @@
 # every key, so the measured run gets only 429s (tollgate's escalation to 403
 # is set out of reach: nginx has none). Every server starts afresh for each
 # measurement. The table also shows the server's CPU time per request and how
-# much CPU the rest of the machine used meanwhile ("other load").
+# much CPU the rest of the machine used meanwhile ("other load"); a second one
+# how long wrk and the server were ready to run but waited for a core, per
+# request (wrk's latency clock runs while it waits).
 #
 # Knobs (environment):
 #   KEYS=100000        API keys (tollgate's database and nginx's zones)
@@ -263,7 +265,7 @@ start_nginx() { # → sets nginx_pid
 
 # --- measuring --------------------------------------------------------------
 
-declare -A rps p99 p50 bad cpu user system other syscalls writes
+declare -A rps p99 p50 bad cpu user system other syscalls writes wrk_wait server_wait server_runs server_sleeps
 keyfile="$work/keys.txt"
 ncpu=$(nproc)
 hz=$(getconf CLK_TCK)
@@ -275,6 +277,25 @@ status_of() { # url → HTTP status of one request with the first key
 # Busy CPU time (ms) of the whole machine, all cores.
 busy_ms() {
     awk -v hz="$hz" '/^cpu / { print int(($2 + $3 + $4 + $7 + $8 + $9) * 1000 / hz) }' /proc/stat
+}
+
+# How long the threads of these processes have waited for a core while ready to
+# run, how many times they were put on one, and how many times they gave the
+# core up because they had nothing to do: "wait_ns runs sleeps", summed from
+# /proc/PID/task/*/schedstat (run time, run delay, time slices) and
+# voluntary_ctxt_switches in /proc/PID/task/*/status.
+sched_of() { # pid...
+    local pid t d n k v wait=0 runs=0 sleeps=0
+    for pid in "$@"; do
+        for t in /proc/"$pid"/task/*; do
+            read -r _ d n 2>/dev/null <"$t/schedstat" || continue
+            wait=$((wait + d)) runs=$((runs + n))
+            while read -r k v; do
+                [[ $k == voluntary_ctxt_switches: ]] && sleeps=$((sleeps + v))
+            done 2>/dev/null <"$t/status" || true
+        done
+    done
+    echo "$wait $runs $sleeps"
 }
 
 # CPU time (ms) of this shell's finished children (wrk, once waited for), from
@@ -294,22 +315,47 @@ run_wrk() { # name, url, pid whose CPU is counted
     read -r user0 sys0 < <(cpu_split_ms "$pid")
     cpu0=$((user0 + sys0)); up0=$(cpu_ms "$upstream_pid"); busy0=$(busy_ms); times >"$work/times0"; t0=$(date +%s%N)
     local load=(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/keys.lua" "$url" -- "$keyfile")
+    # The server's processes (nginx's workers are its children).
+    local server_pids wait0 runs0 sleeps0 wait1 runs1 sleeps1 wrk_pid wrk_sched="0 0 0"
+    server_pids=$(echo "$pid" $(pgrep -P "$pid" || true))
+    read -r wait0 runs0 sleeps0 < <(sched_of $server_pids)
     if [[ -n ${SYSCALLS:-} ]]; then
         # The server's processes (nginx's workers are its children); perf
         # follows every thread of each.
         local server_pids
         server_pids=$(echo "$pid" $(pgrep -P "$pid" || true) | tr ' ' ,)
-        perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_write -p "$server_pids" \
-            -o "$work/perf-$name.txt" -- "${load[@]}" >"$out"
+        perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_write -p "${server_pids// /,}" \
+            -o "$work/perf-$name.txt" -- "${load[@]}" >"$out" &
     else
-        "${load[@]}" >"$out"
+        "${load[@]}" >"$out" &
     fi
+    wrk_pid=$!
+    # wrk's own wait for a core: its threads' counters are gone once it has
+    # exited, so they are read every 0.1 s and the highest reading counts (it
+    # misses at most the last 0.1 s of a run; a reading taken while wrk's
+    # threads exit is lower, and does not count).
+    if [[ -n ${SYSCALLS:-} ]]; then # wrk runs under perf
+        local i child=
+        for ((i = 0; i < 40; i++)); do
+            child=$(pgrep -n -x wrk -P "$wrk_pid") && break
+            sleep 0.05
+        done
+        wrk_pid=${child:-$wrk_pid}
+    fi
+    local reading
+    while kill -0 "$wrk_pid" 2>/dev/null; do
+        reading=$(sched_of "$wrk_pid")
+        ((${reading%% *} < ${wrk_sched%% *})) || wrk_sched=$reading
+        sleep 0.1
+    done
+    wait "$!" || die "wrk failed (see $out)"
     t1=$(date +%s%N); times >"$work/times1"; busy1=$(busy_ms); up1=$(cpu_ms "$upstream_pid")
     read -r user1 sys1 < <(cpu_split_ms "$pid")
     cpu1=$((user1 + sys1))
+    read -r wait1 runs1 sleeps1 < <(sched_of $server_pids)
     kids0=$(children_ms "$work/times0"); kids1=$(children_ms "$work/times1")
     line=$(grep '^BENCH ' "$out") || die "no result line in $out"
-    local requests duration non2xx socket p50_us p99_us server ours
+    local requests duration non2xx socket p50_us p99_us server ours wait
     requests=$(sed -E 's/.* requests=([0-9]+).*/\1/' <<<"$line")
     duration=$(sed -E 's/.* duration_us=([0-9]+).*/\1/' <<<"$line")
     non2xx=$(sed -E 's/.* non2xx=([0-9]+).*/\1/' <<<"$line")
@@ -326,6 +372,14 @@ run_wrk() { # name, url, pid whose CPU is counted
     cpu[$name]=$(awk -v c="$server" -v r="$requests" 'BEGIN { printf "%.1f", r ? 1000 * c / r : 0 }')
     user[$name]=$(awk -v c="$((user1 - user0))" -v r="$requests" 'BEGIN { printf "%.1f", r ? 1000 * c / r : 0 }')
     system[$name]=$(awk -v c="$((sys1 - sys0))" -v r="$requests" 'BEGIN { printf "%.1f", r ? 1000 * c / r : 0 }')
+    # Waiting for a core while ready to run (µs per request) and being put on
+    # one (per 100 requests): for wrk, whose clock runs while it waits, and for
+    # the server.
+    read -r wait _ _ <<<"$wrk_sched"
+    wrk_wait[$name]=$(awk -v w="$wait" -v r="$requests" 'BEGIN { printf "%.2f", r ? w / 1000 / r : 0 }')
+    server_wait[$name]=$(awk -v w="$((wait1 - wait0))" -v r="$requests" 'BEGIN { printf "%.2f", r ? w / 1000 / r : 0 }')
+    server_runs[$name]=$(awk -v n="$((runs1 - runs0))" -v r="$requests" 'BEGIN { printf "%.1f", r ? 100 * n / r : 0 }')
+    server_sleeps[$name]=$(awk -v n="$((sleeps1 - sleeps0))" -v r="$requests" 'BEGIN { printf "%.1f", r ? 100 * n / r : 0 }')
     # What the rest of the machine used meanwhile (other people's builds…), in
     # percent of all cores: anything above a few percent skews the figures.
     other[$name]=$(awk -v b="$((busy1 - busy0))" -v o="$ours" -v t="$(((t1 - t0) / 1000000))" -v n="$ncpu" \
@@ -442,17 +496,19 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
 done
 echo
-echo "Where the server's time goes, per request: user space and kernel (CPU time), and"
+echo "Where the server's time goes, per request: user space and kernel (CPU time),"
 echo "system calls (with SYSCALLS=1: perf stat on the server's processes; 'write' is"
-echo "write(2) alone, not writev):"
+echo "write(2) alone, not writev), time spent ready to run but waiting for a core (by"
+echo "wrk, whose latency clock runs meanwhile, and by the server), how often the"
+echo "server's threads were put on a core, and how often they left it with nothing to do:"
 echo
-printf "| %-5s | %-${w}s | %11s | %13s | %12s | %9s |\n" round target 'user µs/req' 'system µs/req' 'syscalls/req' 'write/req'
-printf '|%s|%s|%s|%s|%s|%s|\n' ------- "$(printf -- '-%.0s' $(seq $((w + 2))))" ------------: --------------: -------------: ----------:
+printf "| %-5s | %-${w}s | %11s | %13s | %12s | %9s | %14s | %17s | %16s | %18s |\n" round target 'user µs/req' 'system µs/req' 'syscalls/req' 'write/req' 'wrk wait µs/req' 'server wait µs/req' 'server runs/100 req' 'server sleeps/100 req'
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------- "$(printf -- '-%.0s' $(seq $((w + 2))))" ------------: --------------: -------------: ----------: ----------------: -------------------: --------------------: ----------------------:
 for ((round = 1; round <= ROUNDS; round++)); do
     for name in "${names[@]}"; do
         key="$name.$round"
         [[ -n ${rps[$key]:-} ]] || continue
-        printf "| %-5s | %-${w}s | %11s | %13s | %12s | %9s |\n" "$round" "$name" "${user[$key]}" "${system[$key]}" "${syscalls[$key]:--}" "${writes[$key]:--}"
+        printf "| %-5s | %-${w}s | %11s | %13s | %12s | %9s | %15s | %18s | %19s | %21s |\n" "$round" "$name" "${user[$key]}" "${system[$key]}" "${syscalls[$key]:--}" "${writes[$key]:--}" "${wrk_wait[$key]}" "${server_wait[$key]}" "${server_runs[$key]}" "${server_sleeps[$key]}"
     done
 done
 echo
@@ -509,6 +565,16 @@ if ((ROUNDS > 1)); then
         for v in "${variants[@]:1}"; do
             per_round "$v" "${variants[0]}" "$path" | spread_line "$v/${variants[0]}, $label path, over the rounds:"
         done
+    done
+fi
+if ((ROUNDS > 1)); then
+    echo
+    echo "Medians over the rounds, per target:"
+    for name in "${names[@]}"; do
+        [[ -n $(med rps "$name") ]] || continue
+        printf '%s: %s req/s, p99 %s ms, CPU %s µs/req, wrk wait %s µs/req, server wait %s µs/req, server runs %s and sleeps %s/100 req\n' \
+            "$name" "$(med rps "$name")" "$(med p99 "$name")" "$(med cpu "$name")" \
+            "$(med wrk_wait "$name")" "$(med server_wait "$name")" "$(med server_runs "$name")" "$(med server_sleeps "$name")"
     done
 fi
 for ((round = 1; round <= ROUNDS; round++)); do
