@@ -39,6 +39,10 @@
 #   KEEP=1             keep the work folder (configs, logs, key database)
 #   ONLY="upstream nginx-ok tollgate-ok nginx-429 tollgate-429"   a subset
 #   ROUNDS=1           repeat everything; nginx and tollgate take turns going first
+#   SCHED=1            also record 2 s of every switch on the cores during each
+#                      measured run (perf sched) and show who took turns how
+#                      long: the server's threads and wrk's (tracing costs some
+#                      req/s, so compare such runs only with each other)
 #   SYSCALLS=1         also count the server's system calls per request (perf
 #                      stat on syscall tracepoints; it costs some req/s, so
 #                      compare such runs only with each other)
@@ -80,8 +84,8 @@ if ((${#missing[@]})); then
     [[ -n $installed ]] || die "apt-get could not install ${missing[*]}"
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-if [[ -n ${SYSCALLS:-} ]]; then
-    command -v perf >/dev/null || die "SYSCALLS=1 needs perf (Debian: apt-get install linux-perf)"
+if [[ -n ${SYSCALLS:-}${SCHED:-} ]]; then
+    command -v perf >/dev/null || die "SYSCALLS=1 and SCHED=1 need perf (Debian: apt-get install linux-perf)"
 fi
 command -v python3 >/dev/null || die "python3 is needed to write the key database"
 python3 -c 'import sqlite3' || die "python3 has no sqlite3 module"
@@ -265,7 +269,7 @@ start_nginx() { # → sets nginx_pid
 
 # --- measuring --------------------------------------------------------------
 
-declare -A rps p99 p50 bad cpu user system other syscalls writes wrk_wait server_wait server_runs server_sleeps
+declare -A rps p99 p50 bad cpu user system other syscalls writes wrk_wait server_wait server_runs server_sleeps sched
 keyfile="$work/keys.txt"
 ncpu=$(nproc)
 hz=$(getconf CLK_TCK)
@@ -298,6 +302,25 @@ sched_of() { # pid...
     echo "$wait $runs $sleeps"
 }
 
+# From a `perf sched record`: the turns on a core of the server's threads (those
+# of PIDS) and of wrk's, how long they lasted on average, how many of the
+# server's began after waiting more than 1 ms for the core, and how many of
+# wrk's lasted more than 1 ms: "server_turns server_avg_ms server_waits_1ms
+# wrk_turns wrk_avg_ms wrk_long_turns".
+sched_turns() { # data file, name, pid...
+    local data=$1 name=$2
+    shift 2
+    sched[$name]=$(perf sched timehist -i "$data" 2>/dev/null | awk -v pids=" $* " '
+        $3 ~ /\[[0-9]+(\/[0-9]+)?\]$/ {
+            id = $3; sub(/.*\[/, "", id); sub(/\]$/, "", id)
+            n = split(id, p, "/"); pid = p[n]
+            delay = $5; turn = $6
+            if (index(pids, " " pid " ")) { st++; sr += turn; if (delay > 1) sw++ }
+            else if ($3 ~ /^wrk\[/) { wt++; wr += turn; if (turn > 1) wl++ }
+        }
+        END { printf "%d %.3f %d %d %.3f %d", st, st ? sr / st : 0, sw, wt, wt ? wr / wt : 0, wl }')
+}
+
 # CPU time (ms) of this shell's finished children (wrk, once waited for), from
 # the output of `times` (which must run in this shell, not in a $(…) subshell).
 children_ms() { # file with the output of `times`
@@ -320,10 +343,7 @@ run_wrk() { # name, url, pid whose CPU is counted
     server_pids=$(echo "$pid" $(pgrep -P "$pid" || true))
     read -r wait0 runs0 sleeps0 < <(sched_of $server_pids)
     if [[ -n ${SYSCALLS:-} ]]; then
-        # The server's processes (nginx's workers are its children); perf
-        # follows every thread of each.
-        local server_pids
-        server_pids=$(echo "$pid" $(pgrep -P "$pid" || true) | tr ' ' ,)
+        # perf follows every thread of each of the server's processes.
         perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_write -p "${server_pids// /,}" \
             -o "$work/perf-$name.txt" -- "${load[@]}" >"$out" &
     else
@@ -342,6 +362,12 @@ run_wrk() { # name, url, pid whose CPU is counted
         done
         wrk_pid=${child:-$wrk_pid}
     fi
+    local sched_pid=
+    if [[ -n ${SCHED:-} ]]; then
+        # Every switch on both cores for 2 s, from the run's 4th second on.
+        (sleep 3 && perf sched record -q -o "$work/sched-$name.data" -- sleep 2 >/dev/null 2>&1) &
+        sched_pid=$!
+    fi
     local reading
     while kill -0 "$wrk_pid" 2>/dev/null; do
         reading=$(sched_of "$wrk_pid")
@@ -349,6 +375,10 @@ run_wrk() { # name, url, pid whose CPU is counted
         sleep 0.1
     done
     wait "$!" || die "wrk failed (see $out)"
+    if [[ -n $sched_pid ]]; then
+        wait "$sched_pid" || die "perf sched record failed (is perf allowed to trace?)"
+        sched_turns "$work/sched-$name.data" "$name" $server_pids
+    fi
     t1=$(date +%s%N); times >"$work/times1"; busy1=$(busy_ms); up1=$(cpu_ms "$upstream_pid")
     read -r user1 sys1 < <(cpu_split_ms "$pid")
     cpu1=$((user1 + sys1))
@@ -511,6 +541,24 @@ for ((round = 1; round <= ROUNDS; round++)); do
         printf "| %-5s | %-${w}s | %11s | %13s | %12s | %9s | %15s | %18s | %19s | %21s |\n" "$round" "$name" "${user[$key]}" "${system[$key]}" "${syscalls[$key]:--}" "${writes[$key]:--}" "${wrk_wait[$key]}" "${server_wait[$key]}" "${server_runs[$key]}" "${server_sleeps[$key]}"
     done
 done
+echo
+if [[ -n ${SCHED:-} ]]; then
+    echo
+    echo "Turns on a core over 2 s of each run (SCHED=1: perf sched timehist): the server's"
+    echo "threads and wrk's, how long they lasted, how many of the server's came after a"
+    echo "wait of more than 1 ms, and how many of wrk's lasted more than 1 ms:"
+    echo
+    printf "| %-5s | %-${w}s | %12s | %17s | %19s | %9s | %14s | %15s |\n" round target 'server turns' 'server avg turn ms' 'server waits > 1 ms' 'wrk turns' 'wrk avg turn ms' 'wrk turns > 1 ms'
+    printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------- "$(printf -- '-%.0s' $(seq $((w + 2))))" -------------: ------------------: --------------------: ----------: ---------------: ----------------:
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for name in "${names[@]}"; do
+            key="$name.$round"
+            [[ -n ${sched[$key]:-} ]] || continue
+            read -r st sa sw wt wa wl <<<"${sched[$key]}"
+            printf "| %-5s | %-${w}s | %12s | %18s | %19s | %9s | %15s | %16s |\n" "$round" "$name" "$st" "$sa" "$sw" "$wt" "$wa" "$wl"
+        done
+    done
+fi
 echo
 ratio_line() { # label, tollgate rps, nginx rps, tollgate p99, nginx p99
     awk -v l="$1" -v t="$2" -v n="$3" -v tp="$4" -v np="$5" \
