@@ -349,7 +349,8 @@ run_wrk() { # name, url, pid whose CPU is counted
     else
         "${load[@]}" >"$out" &
     fi
-    wrk_pid=$!
+    local load_pid=$!
+    wrk_pid=$load_pid
     # wrk's own wait for a core: its threads' counters are gone once it has
     # exited, so they are read every 0.1 s and the highest reading counts (it
     # misses at most the last 0.1 s of a run; a reading taken while wrk's
@@ -374,15 +375,16 @@ run_wrk() { # name, url, pid whose CPU is counted
         ((${reading%% *} < ${wrk_sched%% *})) || wrk_sched=$reading
         sleep 0.1
     done
-    wait "$!" || die "wrk failed (see $out)"
-    if [[ -n $sched_pid ]]; then
-        wait "$sched_pid" || die "perf sched record failed (is perf allowed to trace?)"
-        sched_turns "$work/sched-$name.data" "$name" $server_pids
-    fi
+    wait "$load_pid" || die "wrk failed (see $out)"
     t1=$(date +%s%N); times >"$work/times1"; busy1=$(busy_ms); up1=$(cpu_ms "$upstream_pid")
     read -r user1 sys1 < <(cpu_split_ms "$pid")
     cpu1=$((user1 + sys1))
     read -r wait1 runs1 sleeps1 < <(sched_of $server_pids)
+    # Read once the run's own figures are taken: the analysis costs CPU too.
+    if [[ -n $sched_pid ]]; then
+        wait "$sched_pid" || die "perf sched record failed (is perf allowed to trace?)"
+        sched_turns "$work/sched-$name.data" "$name" $server_pids
+    fi
     kids0=$(children_ms "$work/times0"); kids1=$(children_ms "$work/times1")
     line=$(grep '^BENCH ' "$out") || die "no result line in $out"
     local requests duration non2xx socket p50_us p99_us server ours wait
