@@ -113,6 +113,7 @@ impl hyper::service::Service<Request<Incoming>> for Connection {
                 Ok(response.map(Either::Right))
             }));
         }
+        crate::turns::request_started();
         let inner = &self.state.inner;
         let Some(limit) = inner.body_limit(&request) else {
             return answered(payload_too_large());

@@ -250,8 +250,12 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
         let stop = crate::server::shutdown_on(shutdown);
-        let header_timeout = self.config.load().header_timeout;
-        let ended = crate::workers::start(listeners, &self.front(), header_timeout, &stop);
+        let (header_timeout, yield_after) = {
+            let config = self.config.load();
+            (config.header_timeout, config.yield_after)
+        };
+        let ended =
+            crate::workers::start(listeners, &self.front(), header_timeout, yield_after, &stop);
         let workers = async {
             for end in ended {
                 let _ = end.await;

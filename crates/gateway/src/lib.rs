@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod store;
+mod turns;
 pub mod upstream;
 pub mod workers;
 

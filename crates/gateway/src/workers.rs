@@ -101,6 +101,7 @@ pub(crate) fn start(
     listeners: WorkerListeners,
     front: &Front,
     header_timeout: Duration,
+    yield_after: Option<Duration>,
     stop: &watch::Receiver<bool>,
 ) -> Vec<oneshot::Receiver<()>> {
     let mut ended = Vec::with_capacity(listeners.listeners.len());
@@ -114,6 +115,7 @@ pub(crate) fn start(
         let spawned = std::thread::Builder::new()
             .name(format!("tollgate-worker-{i}"))
             .spawn(move || {
+                crate::turns::yield_after(yield_after);
                 run_worker(listener, front, header_timeout, stop, balance);
                 let _ = done.send(());
             });
@@ -134,6 +136,7 @@ fn run_worker(
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_unpark(crate::turns::rested)
         .build()
     {
         Ok(runtime) => runtime,

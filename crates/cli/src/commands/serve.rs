@@ -28,6 +28,19 @@ pub struct ServeArgs {
     /// and listener; overrides `workers` (default: one per core).
     #[arg(long, value_name = "N", env = "TOLLGATE_WORKERS", value_parser = worker_count)]
     workers: Option<NonZeroUsize>,
+    /// A worker that has served this long without running out of work gives
+    /// the other threads waiting for its core a turn (`1ms`, `2ms`), or never
+    /// (`off`); overrides `yield_after` (default: 1ms).
+    #[arg(long, value_name = "DURATION|off", env = "TOLLGATE_YIELD_AFTER", value_parser = yield_after)]
+    yield_after: Option<YieldAfter>,
+}
+
+/// `--yield-after`: a duration, or `off` (`None`).
+#[derive(Clone, Copy, Debug)]
+struct YieldAfter(Option<std::time::Duration>);
+
+fn yield_after(text: &str) -> Result<YieldAfter, String> {
+    tollgate_gateway::config::parse_yield_after(text).map(YieldAfter)
 }
 
 /// `--workers`: a whole number from 1.
@@ -69,6 +82,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(workers) = args.workers {
         config.workers = Some(workers);
     }
+    if let Some(YieldAfter(after)) = args.yield_after {
+        config.yield_after = after;
+    }
     // This thread's runtime keeps the admin API, signals, the key database and
     // Redis; clients are served on the worker threads, each with its own.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -79,7 +95,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
-    let listen = config.listen;
+    let (listen, yield_after) = (config.listen, config.yield_after);
     let workers = config
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
@@ -93,7 +109,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         Some((address, _)) => Some(bind(*address).await?),
         None => None,
     };
-    tracing::info!(%listen, workers, admin = ?admin_listen.as_ref().map(|a| a.0), "tollgate gateway serving");
+    tracing::info!(%listen, workers, ?yield_after, admin = ?admin_listen.as_ref().map(|a| a.0), "tollgate gateway serving");
     if let Some((_, token_env)) = &admin_listen
         && std::env::var(token_env).map_or(true, |t| t.is_empty())
     {
@@ -136,5 +152,13 @@ mod tests {
         let zero = worker_count("0").unwrap_err();
         assert!(zero.contains("at least one worker thread"), "{zero}");
         assert!(worker_count("two").unwrap_err().contains("`two`"));
+    }
+
+    #[test]
+    fn yield_after_takes_a_duration_or_off() {
+        let after = |text| yield_after(text).map(|y| y.0);
+        assert_eq!(after("2ms"), Ok(Some(std::time::Duration::from_millis(2))));
+        assert_eq!(after("off"), Ok(None));
+        assert!(after("0ms").unwrap_err().contains("`off`"));
     }
 }

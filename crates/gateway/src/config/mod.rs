@@ -87,6 +87,9 @@ pub struct GatewayConfig {
     /// How many worker threads serve clients, each with its own listener on
     /// `listen`; one per core when `None`.
     pub workers: Option<NonZeroUsize>,
+    /// How long a worker serves without running out of work before it gives
+    /// the other threads waiting for its core a turn; `None`: it never does.
+    pub yield_after: Option<Duration>,
     /// The SQLite file of API keys.
     pub database: PathBuf,
     /// How clients present their key.
@@ -109,6 +112,34 @@ pub struct GatewayConfig {
     pub policies: PolicySet,
     /// Limit state in Redis instead of this process.
     pub redis: Option<RedisConfig>,
+}
+
+/// `yield_after` when the file leaves it out: a quarter of a 250 Hz kernel's
+/// tick, so that a thread waiting for a busy worker's core waits about that
+/// long rather than one or two ticks (see docs/gateway.md, "Worker threads").
+pub const DEFAULT_YIELD_AFTER: Duration = Duration::from_millis(1);
+
+/// Reads a `yield_after` value: a duration like `1ms`, or `off`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_gateway::config::parse_yield_after;
+/// assert_eq!(parse_yield_after("2ms"), Ok(Some(Duration::from_millis(2))));
+/// assert_eq!(parse_yield_after("off"), Ok(None));
+/// assert!(parse_yield_after("0ms").unwrap_err().contains("`off`"));
+/// ```
+pub fn parse_yield_after(text: &str) -> Result<Option<Duration>, String> {
+    if text.trim() == "off" {
+        return Ok(None);
+    }
+    tollgate_core::parse_duration(text)
+        .filter(|d| !d.is_zero())
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "`{text}` is not a duration: write it like `1ms` or `2ms`, or `off` for workers that never give other threads a turn"
+            )
+        })
 }
 
 impl GatewayConfig {

@@ -12,6 +12,9 @@ pub(super) struct RawConfig {
     /// Worker threads; one per core when left out.
     #[serde(default)]
     pub workers: Option<Spanned<u32>>,
+    /// How long a worker serves before giving others a turn, or `off`.
+    #[serde(default)]
+    pub yield_after: Option<Spanned<String>>,
     #[serde(default)]
     pub database: Option<Spanned<String>>,
     #[serde(default)]

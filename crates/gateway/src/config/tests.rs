@@ -129,3 +129,25 @@ fn workers_default_to_one_per_core_and_zero_is_refused_at_its_line() {
     assert_eq!(err.key, "workers");
     assert!(err.problem.contains("at least one worker"), "{err}");
 }
+
+#[test]
+fn yield_after_defaults_to_a_millisecond_and_can_be_set_or_turned_off() {
+    assert_eq!(
+        parse(EXAMPLE).unwrap().yield_after,
+        Some(crate::config::DEFAULT_YIELD_AFTER)
+    );
+    let listen = "listen = \"127.0.0.1:8080\"";
+    let with =
+        |value: &str| EXAMPLE.replacen(listen, &format!("{listen}\nyield_after = \"{value}\""), 1);
+    assert_eq!(
+        parse(&with("3ms")).unwrap().yield_after,
+        Some(std::time::Duration::from_millis(3))
+    );
+    assert_eq!(parse(&with("off")).unwrap().yield_after, None);
+    let err = broken(listen, &format!("yield_after = \"soon\"\n{listen}"));
+    assert_eq!(err.key, "yield_after");
+    assert!(
+        err.problem.contains("`soon`") && err.problem.contains("`off`"),
+        "{err}"
+    );
+}

@@ -82,6 +82,11 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<GatewayConfig> {
                 at.error(&w.span(), "workers", "is 0: the gateway needs at least one worker thread; write 1 or more, or leave `workers` out for one per core")
             })?),
         },
+        yield_after: match &raw.yield_after {
+            None => Some(super::DEFAULT_YIELD_AFTER),
+            Some(y) => super::parse_yield_after(y.get_ref())
+                .map_err(|problem| at.error(&y.span(), "yield_after", problem))?,
+        },
         database,
         api_key: api_key(&at, &raw)?,
         admin: match &raw.admin {
