@@ -254,8 +254,14 @@ impl Gateway {
             let config = self.config.load();
             (config.header_timeout, config.yield_after)
         };
-        let ended =
-            crate::workers::start(listeners, &self.front(), header_timeout, yield_after, &stop);
+        let ended = crate::workers::start(
+            listeners,
+            &self.front(),
+            header_timeout,
+            yield_after,
+            &self.metrics.worker_yields,
+            &stop,
+        );
         let workers = async {
             for end in ended {
                 let _ = end.await;

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub blocks: Counter,
     /// Upstream response time, seconds.
     pub upstream_seconds: Histogram,
+    /// Turns busy workers gave the other threads waiting for their cores
+    /// (`yield_after`).
+    pub worker_yields: Counter,
     /// 1 while the shared limit store is unreachable (decisions fall back or are refused).
     pub degraded: Gauge,
     /// What the shared store's circuit breaker did, brought up to date at
@@ -99,6 +102,12 @@ impl Metrics {
             "Keys blocked for hammering after a 429",
             blocks.clone(),
         );
+        let worker_yields = Counter::default();
+        registry.register(
+            "worker_yields",
+            "Turns busy workers gave the other threads waiting for their cores (yield_after)",
+            worker_yields.clone(),
+        );
         let degraded = Gauge::default();
         registry.register(
             "store_degraded",
@@ -139,6 +148,7 @@ impl Metrics {
             strikes,
             blocks,
             upstream_seconds,
+            worker_yields,
             degraded,
             store,
             outcomes: Default::default(),

@@ -102,6 +102,7 @@ pub(crate) fn start(
     front: &Front,
     header_timeout: Duration,
     yield_after: Option<Duration>,
+    yields: &prometheus_client::metrics::counter::Counter,
     stop: &watch::Receiver<bool>,
 ) -> Vec<oneshot::Receiver<()>> {
     let mut ended = Vec::with_capacity(listeners.listeners.len());
@@ -112,10 +113,11 @@ pub(crate) fn start(
         let front = front.for_worker();
         let stop = stop.clone();
         let (done, end) = oneshot::channel();
+        let yields = yields.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("tollgate-worker-{i}"))
             .spawn(move || {
-                crate::turns::yield_after(yield_after);
+                crate::turns::give_turns_on_this_thread(yield_after, yields);
                 run_worker(listener, front, header_timeout, stop, balance);
                 let _ = done.send(());
             });
@@ -136,7 +138,6 @@ fn run_worker(
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .on_thread_unpark(crate::turns::rested)
         .build()
     {
         Ok(runtime) => runtime,

@@ -143,3 +143,75 @@ async fn workers_share_limits_reloads_and_metrics_and_drain_on_shutdown() {
         .expect("the gateway ends once the request is answered")
         .unwrap();
 }
+
+/// The turns a lone worker gave while serving two batches of requests, the
+/// second begun `yield_after` or more after the first had been looked at.
+async fn turns_given(yield_after: &str) -> u64 {
+    let (upstream_address, _upstream) = support::start_upstream().await;
+    let text = CONFIG
+        .replace("UPSTREAM", &format!("http://{upstream_address}"))
+        .replace("RATE", "1000/60s")
+        .replace(
+            "workers = 2",
+            &format!("workers = 1\nyield_after = \"{yield_after}\""),
+        );
+    let config = GatewayConfig::parse(&text, Path::new("workers.toml")).unwrap();
+    let keys = Keys::open_in_memory().await.unwrap();
+    keys.create_with_secret("test", KEY, "test").await.unwrap();
+    let gateway = Gateway::new(
+        config,
+        keys,
+        Arc::new(ManualClock::new(support::START)),
+        None,
+    );
+    let listeners =
+        WorkerListeners::bind("127.0.0.1:0".parse().unwrap(), NonZeroUsize::MIN).unwrap();
+    let url = format!("http://{}", listeners.local_addr().unwrap());
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_url = format!("http://{}/metrics", admin.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(gateway.serve_workers(listeners, Some(admin), async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // The worker looks at the clock once in eight requests: the first look
+    // starts its stretch, and the second, at least 2 ms later, ends it.
+    for batch in 0..2 {
+        if batch == 1 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        for _ in 0..8 {
+            let answer = client
+                .get(format!("{url}/x"))
+                .header("x-api-key", KEY)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), StatusCode::OK);
+        }
+    }
+    let metrics = client
+        .get(metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    stop.send(()).unwrap();
+    served.await.unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("tollgate_worker_yields_total "))
+        .unwrap_or_else(|| panic!("no worker_yields in {metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_busy_worker_gives_waiting_threads_a_turn_unless_told_not_to() {
+    assert_eq!(turns_given("1ms").await, 1, "one stretch of 1 ms served");
+    assert_eq!(turns_given("off").await, 0, "yield_after = \"off\"");
+}

@@ -87,8 +87,10 @@ pub struct GatewayConfig {
     /// How many worker threads serve clients, each with its own listener on
     /// `listen`; one per core when `None`.
     pub workers: Option<NonZeroUsize>,
-    /// How long a worker serves without running out of work before it gives
-    /// the other threads waiting for its core a turn; `None`: it never does.
+    /// How often a worker that keeps serving gives the other threads waiting
+    /// for its core a turn (`sched_yield`); `None`: never. Read by
+    /// [`Gateway::serve_workers`](crate::Gateway::serve_workers) when the
+    /// workers start (a reload does not change it).
     pub yield_after: Option<Duration>,
     /// The SQLite file of API keys.
     pub database: PathBuf,
@@ -132,14 +134,15 @@ pub fn parse_yield_after(text: &str) -> Result<Option<Duration>, String> {
     if text.trim() == "off" {
         return Ok(None);
     }
-    tollgate_core::parse_duration(text)
-        .filter(|d| !d.is_zero())
-        .map(Some)
-        .ok_or_else(|| {
-            format!(
-                "`{text}` is not a duration: write it like `1ms` or `2ms`, or `off` for workers that never give other threads a turn"
-            )
-        })
+    match tollgate_core::parse_duration(text) {
+        Some(after) if !after.is_zero() => Ok(Some(after)),
+        Some(_) => Err(format!(
+            "`{text}` is zero: write a duration above zero like `1ms`, or `off` for workers that never give other threads a turn"
+        )),
+        None => Err(format!(
+            "`{text}` is not a duration: write it like `1ms` or `2ms`, or `off` for workers that never give other threads a turn"
+        )),
+    }
 }
 
 impl GatewayConfig {
