@@ -41,8 +41,9 @@
 #   ROUNDS=1           repeat everything; nginx and tollgate take turns going first
 #   SCHED=1            also record 2 s of every switch on the cores during each
 #                      measured run (perf sched) and show who took turns how
-#                      long: the server's threads and wrk's (tracing costs some
-#                      req/s, so compare such runs only with each other)
+#                      long, and how often each was preempted: the server's
+#                      threads and wrk's (needs DURATION=6s or longer; tracing
+#                      costs some req/s, so compare such runs only with each other)
 #   SYSCALLS=1         also count the server's system calls per request (perf
 #                      stat on syscall tracepoints; it costs some req/s, so
 #                      compare such runs only with each other)
@@ -86,6 +87,11 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if [[ -n ${SYSCALLS:-}${SCHED:-} ]]; then
     command -v perf >/dev/null || die "SYSCALLS=1 and SCHED=1 need perf (Debian: apt-get install linux-perf)"
+fi
+# SCHED=1 records from the run's 4th second to its 6th: a shorter run would end
+# first, and the recording would count the machine at rest.
+if [[ -n ${SCHED:-} && $DURATION =~ ^([0-9]+)s?$ ]] && ((BASH_REMATCH[1] < 6)); then
+    die "SCHED=1 records the 4th to the 6th second of each run: set DURATION=6s or longer (it is $DURATION)"
 fi
 command -v python3 >/dev/null || die "python3 is needed to write the key database"
 python3 -c 'import sqlite3' || die "python3 has no sqlite3 module"
@@ -142,11 +148,17 @@ stop() { # pid
     pids=("${keep[@]}")
 }
 
-# CPU time (ms) used so far by a process and its children still running
-# (nginx's workers): "user system".
+# A server's processes: the one started and its children still running
+# (nginx's workers).
+family() { # pid
+    echo "$1" $(pgrep -P "$1" || true)
+}
+
+# CPU time (ms) used so far by a process and its children still running:
+# "user system".
 cpu_split_ms() {
     local user=0 system=0 pid f
-    for pid in "$1" $(pgrep -P "$1" || true); do
+    for pid in $(family "$1"); do
         # Fields 14 and 15 (utime, stime) after the parenthesised name.
         f=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
         set -- $f
@@ -304,21 +316,23 @@ sched_of() { # pid...
 
 # From a `perf sched record`: the turns on a core of the server's threads (those
 # of PIDS) and of wrk's, how long they lasted on average, how many of the
-# server's began after waiting more than 1 ms for the core, and how many of
-# wrk's lasted more than 1 ms: "server_turns server_avg_ms server_waits_1ms
-# wrk_turns wrk_avg_ms wrk_long_turns".
+# server's began after waiting more than 1 ms for the core, how many of wrk's
+# lasted more than 1 ms, and how many turns of each ended with the thread
+# still ready to run (preempted, state R) rather than asleep: "server_turns
+# server_avg_ms server_waits_1ms wrk_turns wrk_avg_ms wrk_long_turns
+# server_preempted wrk_preempted".
 sched_turns() { # data file, name, pid...
     local data=$1 name=$2
     shift 2
-    sched[$name]=$(perf sched timehist -i "$data" 2>/dev/null | awk -v pids=" $* " '
+    sched[$name]=$(perf sched timehist --state -i "$data" 2>/dev/null | awk -v pids=" $* " '
         $3 ~ /\[[0-9]+(\/[0-9]+)?\]$/ {
             id = $3; sub(/.*\[/, "", id); sub(/\]$/, "", id)
             n = split(id, p, "/"); pid = p[n]
-            delay = $5; turn = $6
-            if (index(pids, " " pid " ")) { st++; sr += turn; if (delay > 1) sw++ }
-            else if ($3 ~ /^wrk\[/) { wt++; wr += turn; if (turn > 1) wl++ }
+            delay = $5; turn = $6; preempted = ($7 == "R")
+            if (index(pids, " " pid " ")) { st++; sr += turn; if (delay > 1) sw++; sp += preempted }
+            else if ($3 ~ /^wrk\[/) { wt++; wr += turn; if (turn > 1) wl++; wp += preempted }
         }
-        END { printf "%d %.3f %d %d %.3f %d", st, st ? sr / st : 0, sw, wt, wt ? wr / wt : 0, wl }')
+        END { printf "%d %.3f %d %d %.3f %d %d %d", st, st ? sr / st : 0, sw, wt, wt ? wr / wt : 0, wl, sp, wp }')
 }
 
 # CPU time (ms) of this shell's finished children (wrk, once waited for), from
@@ -340,7 +354,7 @@ run_wrk() { # name, url, pid whose CPU is counted
     local load=(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/keys.lua" "$url" -- "$keyfile")
     # The server's processes (nginx's workers are its children).
     local server_pids wait0 runs0 sleeps0 wait1 runs1 sleeps1 wrk_pid wrk_sched="0 0 0"
-    server_pids=$(echo "$pid" $(pgrep -P "$pid" || true))
+    server_pids=$(family "$pid")
     read -r wait0 runs0 sleeps0 < <(sched_of $server_pids)
     if [[ -n ${SYSCALLS:-} ]]; then
         # perf follows every thread of each of the server's processes.
@@ -548,16 +562,17 @@ if [[ -n ${SCHED:-} ]]; then
     echo
     echo "Turns on a core over 2 s of each run (SCHED=1: perf sched timehist): the server's"
     echo "threads and wrk's, how long they lasted, how many of the server's came after a"
-    echo "wait of more than 1 ms, and how many of wrk's lasted more than 1 ms:"
+    echo "wait of more than 1 ms, how many of wrk's lasted more than 1 ms, and how many of"
+    echo "each ended preempted (still ready to run) rather than asleep:"
     echo
-    printf "| %-5s | %-${w}s | %12s | %17s | %19s | %9s | %14s | %15s |\n" round target 'server turns' 'server avg turn ms' 'server waits > 1 ms' 'wrk turns' 'wrk avg turn ms' 'wrk turns > 1 ms'
-    printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------- "$(printf -- '-%.0s' $(seq $((w + 2))))" -------------: ------------------: --------------------: ----------: ---------------: ----------------:
+    printf "| %-5s | %-${w}s | %12s | %17s | %19s | %16s | %9s | %14s | %15s | %13s |\n" round target 'server turns' 'server avg turn ms' 'server waits > 1 ms' 'server preempted' 'wrk turns' 'wrk avg turn ms' 'wrk turns > 1 ms' 'wrk preempted'
+    printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------- "$(printf -- '-%.0s' $(seq $((w + 2))))" -------------: ------------------: --------------------: -----------------: ----------: ---------------: ----------------: --------------:
     for ((round = 1; round <= ROUNDS; round++)); do
         for name in "${names[@]}"; do
             key="$name.$round"
             [[ -n ${sched[$key]:-} ]] || continue
-            read -r st sa sw wt wa wl <<<"${sched[$key]}"
-            printf "| %-5s | %-${w}s | %12s | %18s | %19s | %9s | %15s | %16s |\n" "$round" "$name" "$st" "$sa" "$sw" "$wt" "$wa" "$wl"
+            read -r st sa sw wt wa wl sp wp <<<"${sched[$key]}"
+            printf "| %-5s | %-${w}s | %12s | %18s | %19s | %16s | %9s | %15s | %16s | %13s |\n" "$round" "$name" "$st" "$sa" "$sw" "$sp" "$wt" "$wa" "$wl" "$wp"
         done
     done
 fi
