@@ -28,10 +28,10 @@ pub struct ServeArgs {
     /// and listener; overrides `workers` (default: one per core).
     #[arg(long, value_name = "N", env = "TOLLGATE_WORKERS", value_parser = worker_count)]
     workers: Option<NonZeroUsize>,
-    /// How often a worker that keeps serving calls sched_yield, so that other
-    /// threads waiting for its core (an upstream or sidecar on the same host)
-    /// run within that time, not at the kernel's next tick: a duration like
-    /// `1ms`, or `off`; overrides `yield_after` (default: 1ms).
+    /// How long a worker may hold its core before it calls sched_yield, so
+    /// that other threads waiting for the core (an upstream or sidecar on the
+    /// same host) run within about that time, not at the kernel's next tick: a
+    /// duration like `1ms`, or `off`; overrides `yield_after` (default: 1ms).
     #[arg(long, value_name = "DURATION|off", env = "TOLLGATE_YIELD_AFTER", value_parser = yield_after)]
     yield_after: Option<YieldAfter>,
 }

@@ -87,8 +87,8 @@ pub struct GatewayConfig {
     /// How many worker threads serve clients, each with its own listener on
     /// `listen`; one per core when `None`.
     pub workers: Option<NonZeroUsize>,
-    /// How often a worker that keeps serving gives the other threads waiting
-    /// for its core a turn (`sched_yield`); `None`: never. Read by
+    /// How long a worker may hold its core before it gives the other threads
+    /// waiting for it a turn (`sched_yield`); `None`: never. Read by
     /// [`Gateway::serve_workers`](crate::Gateway::serve_workers) when the
     /// workers start (a reload does not change it).
     pub yield_after: Option<Duration>,
