@@ -133,6 +133,9 @@ impl Proxy {
                 "cannot build the upstream URL",
             ));
         };
+        if foreign_transfer_coding(request.headers()) {
+            return made(transfer_coding_not_supported());
+        }
         *request.uri_mut() = uri;
         let from_http2 = request.version() == http::Version::HTTP_2;
         let headers = request.headers_mut();
@@ -151,6 +154,16 @@ impl Proxy {
         match answer {
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
+                if foreign_transfer_coding(&parts.headers) {
+                    tracing::warn!(upstream = %upstream.name, "upstream answered with a transfer coding other than chunked");
+                    return made(Problem::upstream(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "upstream `{}` answered with a transfer coding other than a lone chunked, which the gateway cannot pass on",
+                            upstream.name
+                        ),
+                    ));
+                }
                 strip_hop_by_hop(&mut parts.headers);
                 http::Response::from_parts(parts, Either::Left(body))
             }
@@ -192,6 +205,38 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
     }
+}
+
+/// Whether `headers` name a transfer coding other than a lone `chunked`
+/// (`gzip, chunked`, say). A body is passed on with its chunked framing
+/// undone and `Transfer-Encoding` removed (it is hop-by-hop), so any other
+/// coding would reach the other side still applied but no longer named.
+pub(crate) fn foreign_transfer_coding(headers: &http::HeaderMap) -> bool {
+    if !headers.contains_key(header::TRANSFER_ENCODING) {
+        return false;
+    }
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|coding| !coding.is_empty());
+    let lone_chunked = codings
+        .next()
+        .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none();
+    !lone_chunked
+}
+
+/// `501` for a request whose body has a transfer coding the gateway cannot
+/// pass on (see [`foreign_transfer_coding`]).
+pub(crate) fn transfer_coding_not_supported() -> Problem {
+    Problem::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "transfer-coding-not-supported",
+        "Transfer coding not supported",
+        "Transfer-Encoding names a coding other than chunked: send the body with Content-Length or `Transfer-Encoding: chunked` alone, and name a compression in Content-Encoding",
+    )
 }
 
 /// Joins the `cookie` fields of a request into one, with `; ` between them.

@@ -288,17 +288,7 @@ fn framing(
         return Ok((Framing::Empty, keep_alive));
     }
     if headers.contains_key(TRANSFER_ENCODING) {
-        let mut codings = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|coding| !coding.is_empty());
-        let lone_chunked = codings
-            .next()
-            .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
-            && codings.next().is_none();
-        if !lone_chunked {
+        if crate::proxy::foreign_transfer_coding(headers) {
             return Err(DirectError::Malformed(
                 "a transfer coding other than a lone chunked",
             ));
