@@ -12,7 +12,6 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 use axum::Router;
 use axum::body::Body;
-use axum::response::IntoResponse;
 use futures_util::future;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Limited};
@@ -120,12 +119,10 @@ impl hyper::service::Service<Request<Incoming>> for Connection {
             return answered(payload_too_large());
         };
         // Refused before it is charged: nothing about the request changes.
-        if crate::proxy::foreign_transfer_coding(request.headers()) {
-            return answered(
-                crate::proxy::transfer_coding_not_supported()
-                    .into_response()
-                    .map(Either::Right),
-            );
+        if crate::upstream::foreign_transfer_coding(request.headers()) {
+            return answered(crate::proxy::made(
+                crate::proxy::transfer_coding_not_supported(),
+            ));
         }
         let enforcement = inner.enforcement.load();
         let (parts, body) = request.into_parts();

@@ -133,16 +133,17 @@ impl Proxy {
                 "cannot build the upstream URL",
             ));
         };
-        if foreign_transfer_coding(request.headers()) {
-            return made(transfer_coding_not_supported());
-        }
         *request.uri_mut() = uri;
         let from_http2 = request.version() == http::Version::HTTP_2;
         let headers = request.headers_mut();
         if from_http2 {
             join_cookies(headers);
         }
-        strip_hop_by_hop(headers);
+        // The front refuses such a request before it is charged; one that
+        // came through a router is refused here.
+        if !strip_hop_by_hop(headers) {
+            return made(transfer_coding_not_supported());
+        }
         headers.remove(&self.key_header);
         // `Host` is replaced by the upstream's where the request is sent.
         headers.insert(KEY_ID_HEADER.clone(), key_id.into());
@@ -154,7 +155,7 @@ impl Proxy {
         match answer {
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
-                if foreign_transfer_coding(&parts.headers) {
+                if !strip_hop_by_hop(&mut parts.headers) {
                     tracing::warn!(upstream = %upstream.name, "upstream answered with a transfer coding other than chunked");
                     return made(Problem::upstream(
                         StatusCode::BAD_GATEWAY,
@@ -164,7 +165,6 @@ impl Proxy {
                         ),
                     ));
                 }
-                strip_hop_by_hop(&mut parts.headers);
                 http::Response::from_parts(parts, Either::Left(body))
             }
             Ok(Err(err)) => {
@@ -192,9 +192,16 @@ impl Proxy {
 ///
 /// The fields `Connection` names are hop-by-hop too (RFC 9110 §7.6.1), and
 /// go with it.
-fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+///
+/// Removing `Transfer-Encoding` is what would lose the name of a coding other
+/// than `chunked`, whose framing alone is undone on the way: such a message is
+/// refused here instead, `false`, with nothing removed.
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) -> bool {
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        return;
+        return true;
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) && !crate::upstream::lone_chunked(headers) {
+        return false;
     }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -205,35 +212,11 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
     }
-}
-
-/// Whether `headers` name a transfer coding other than a lone `chunked`
-/// (`gzip, chunked`, say). A body is passed on with its chunked framing
-/// undone and `Transfer-Encoding` removed (it is hop-by-hop), so any other
-/// coding would reach the other side still applied but no longer named.
-///
-/// Every request is checked, and most carry a few fields and no
-/// `Transfer-Encoding`: the names are compared one by one, which costs less
-/// than hashing one to look it up.
-pub(crate) fn foreign_transfer_coding(headers: &http::HeaderMap) -> bool {
-    if !headers.keys().any(|name| name == header::TRANSFER_ENCODING) {
-        return false;
-    }
-    let mut codings = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|coding| !coding.is_empty());
-    let lone_chunked = codings
-        .next()
-        .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
-        && codings.next().is_none();
-    !lone_chunked
+    true
 }
 
 /// `501` for a request whose body has a transfer coding the gateway cannot
-/// pass on (see [`foreign_transfer_coding`]).
+/// pass on (see [`foreign_transfer_coding`](crate::upstream::foreign_transfer_coding)).
 pub(crate) fn transfer_coding_not_supported() -> Problem {
     Problem::new(
         StatusCode::NOT_IMPLEMENTED,
@@ -264,7 +247,7 @@ fn join_cookies(headers: &mut http::HeaderMap) {
 }
 
 /// A response the gateway made itself.
-fn made(problem: Problem) -> http::Response<ClientBody> {
+pub(crate) fn made(problem: Problem) -> http::Response<ClientBody> {
     problem.into_response().map(Either::Right)
 }
 

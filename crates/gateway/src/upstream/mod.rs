@@ -28,6 +28,36 @@ pub use direct::{DirectBody, DirectError};
 /// without a body, straight from the connection by whoever reads the body.
 pub type AnswerBody = Either<Incoming, DirectBody>;
 
+/// Whether `headers` name a transfer coding other than a lone `chunked`
+/// (`gzip, chunked`, say). A body is passed on with its chunked framing
+/// undone and `Transfer-Encoding` removed (it is hop-by-hop), so any other
+/// coding would reach the other side still applied but no longer named.
+///
+/// Every request is checked, and most carry a few fields and no
+/// `Transfer-Encoding`: the names are compared one by one, which costs less
+/// than hashing one to look it up.
+pub(crate) fn foreign_transfer_coding(headers: &http::HeaderMap) -> bool {
+    headers
+        .keys()
+        .any(|name| name == http::header::TRANSFER_ENCODING)
+        && !lone_chunked(headers)
+}
+
+/// Whether the `Transfer-Encoding` fields of `headers` say `chunked` and
+/// nothing else.
+pub(crate) fn lone_chunked(headers: &http::HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|coding| !coding.is_empty());
+    codings
+        .next()
+        .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
+}
+
 /// Where an upstream's connections go, worked out once per configuration.
 #[derive(Debug)]
 pub struct Target {

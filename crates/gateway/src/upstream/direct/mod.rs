@@ -288,7 +288,7 @@ fn framing(
         return Ok((Framing::Empty, keep_alive));
     }
     if headers.contains_key(TRANSFER_ENCODING) {
-        if crate::proxy::foreign_transfer_coding(headers) {
+        if !super::lone_chunked(headers) {
             return Err(DirectError::Malformed(
                 "a transfer coding other than a lone chunked",
             ));
