@@ -41,6 +41,12 @@ const MAX_HEADERS: usize = 100;
 const MAX_CHUNK_LINE_BYTES: usize = 4 * 1024;
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
+/// Header fields the gateway adds to every answer it passes on
+/// (`RateLimit-Policy` and `RateLimit`): the answer's map is made with room
+/// for them, so that adding them does not grow it (a second allocation and
+/// every field hashed again).
+const ADDED_FIELDS: usize = 2;
+
 /// How much room a read gets in the buffer.
 const READ_RESERVE: usize = 8 * 1024;
 
@@ -250,7 +256,7 @@ fn parse_head(read: &mut BytesMut, method: &Method) -> Result<Option<Head>, Dire
             fields.push((name, start..start + header.value.len()));
         }
         let head = read.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(fields.len());
+        let mut headers = HeaderMap::with_capacity(fields.len() + ADDED_FIELDS);
         for (name, range) in fields {
             let value = HeaderValue::from_maybe_shared(head.slice(range))
                 .map_err(|_| DirectError::Malformed("a header field value is not valid"))?;
