@@ -603,21 +603,45 @@ done
 # more, each is also compared with the first, round by round: measuring a
 # binary against a copy of itself (TOLLGATE_BINS="a=PATH b=PATH") shows how
 # far one round's ratio moves on this machine with nothing changed.
-spread_line() { # label; stdin: one "ratio p99-no-worse(0|1)" line per round
-    sort -g | awk -v l="$1" '{ r[NR] = $1; up += ($1 >= 1); ok += $2 }
+#
+# With six rounds or more, each median comes with a 95% confidence interval
+# that assumes nothing about how the rounds scatter (the sign test's: the
+# k-th smallest and k-th largest ratio, k from the binomial distribution
+# with p = 1/2): a claim such as "at least 1.00" holds at 95% when the
+# interval's lower end does. Each p99 ratio (tollgate's over nginx's) gets
+# its median and interval too.
+spread_line() { # label; stdin: one "ratio p99-ratio" line per round
+    awk -v l="$1" '
+        function median(x, n) { return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2 }
+        function sort(x, n,    i, j, v) {
+            for (i = 2; i <= n; i++) { v = x[i]; for (j = i - 1; j >= 1 && x[j] > v; j--) x[j + 1] = x[j]; x[j + 1] = v }
+        }
+        # The largest k with P(X <= k - 1) <= 0.025, X ~ Binomial(n, 1/2);
+        # 0 when even the whole range covers the median with less than 95%.
+        function rank(n,    k, p, c) {
+            p = 0.5 ^ n; c = p
+            for (k = 1; c <= 0.025; k++) { p = p * (n - k + 1) / k; c += p }
+            return k - 1
+        }
+        function interval(x, n,    k) {
+            k = rank(n)
+            return k ? sprintf("95%% interval %.2f-%.2f", x[k], x[n - k + 1]) : "too few rounds for a 95% interval"
+        }
+        { r[NR] = $1; q[NR] = $2; up += ($1 >= 1); ok += ($2 <= 1) }
         END {
             if (NR < 2) exit
-            m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
-            printf "%s req/s median %.2f, range %.2f-%.2f, at least 1.00 in %d of %d rounds; p99 no worse in %d of %d\n", l, m, r[1], r[NR], up, NR, ok, NR
+            sort(r, NR); sort(q, NR)
+            printf "%s req/s median %.2f, range %.2f-%.2f, %s, at least 1.00 in %d of %d rounds; p99 ratio median %.2f, %s, no worse in %d of %d\n",
+                l, median(r, NR), r[1], r[NR], interval(r, NR), up, NR, median(q, NR), interval(q, NR), ok, NR
         }'
 }
-per_round() { # name, anchor name, path → "ratio p99-no-worse" per round
+per_round() { # name, anchor name, path → "ratio p99-ratio" per round
     local round t a
     for ((round = 1; round <= ROUNDS; round++)); do
         t="$1-$3.$round" a="$2-$3.$round"
         [[ -n ${rps[$t]:-} && -n ${rps[$a]:-} ]] || continue
         awk -v t="${rps[$t]}" -v a="${rps[$a]}" -v tp="${p99[$t]}" -v ap="${p99[$a]}" \
-            'BEGIN { printf "%.6f %d\n", t / a, (tp + 0 <= ap + 0) }'
+            'BEGIN { printf "%.6f %.6f\n", t / a, tp / ap }'
     done
 }
 if ((ROUNDS > 1)); then
