@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Work per request, counted: tollgate's own instructions and simulated cache
 # misses per request on the admitted path and on the 429 path, under
-# valgrind's callgrind, over 100k keys as in run.sh.
+# valgrind's callgrind, over 100k keys as in run.sh; nginx's too, on the same
+# requests, as run.sh configures it (one process here, which callgrind can
+# follow).
 #
 #   bench/gateway/instructions.sh
 #   SKIP_BUILD=1 TOLLGATE_BINS="base=/path/old new=/path/new" bench/gateway/instructions.sh
@@ -32,6 +34,7 @@
 #   SKIP_BUILD=1       use the binaries already in target/$PROFILE
 #   PGO=1              measure the profile-guided build (scripts/build-pgo)
 #   TOLLGATE_BINS="name=PATH …"   the builds to compare (default: target/$PROFILE)
+#   ANCHOR=nginx       also count nginx's work; ANCHOR=none leaves it out
 #   KEEP=1             keep the work folder (configs, callgrind outputs)
 set -euo pipefail
 
@@ -43,11 +46,19 @@ source "$here/config.sh"
 MEASURED=${MEASURED:-$KEYS}
 LL=${LL:-33554432,16,64}
 
+ANCHOR=${ANCHOR:-nginx}
+
 ((MEASURED <= KEYS)) || die "MEASURED ($MEASURED) must not exceed KEYS ($KEYS)"
+[[ $ANCHOR == nginx || $ANCHOR == none ]] || die "ANCHOR must be nginx or none (it is $ANCHOR)"
+ok_count=${OK_RATE%%/*}
+[[ ${OK_RATE#*/} == 60s ]] || die "OK_RATE must be N/60s (nginx limit_req counts per minute)"
 command -v valgrind >/dev/null || {
     log "installing valgrind"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null
 }
+if [[ $ANCHOR == nginx ]]; then
+    need_tools nginx
+fi
 
 build_binaries
 UPSTREAM=$target/examples/bench_upstream
@@ -91,14 +102,16 @@ send() { # → counts of each status, one request per measured key
     python3 "$here/spend_keys.py" 127.0.0.1 "$port" "$PATH_UNDER_TEST" "$work/measured.txt"
 }
 
-measure() { # name, binary, path (ok|429) → "Ir I1-misses D1-misses LL-misses" per request
-    local name=$1 bin=$2 path=$3 out="$work/callgrind.$1.$3" pid expected status
+# Starts the server COMMAND under callgrind, with instrumentation off, on $port.
+measure() { # name, path (ok|429), command… → "Ir I1-misses D1-misses LL-misses" per request
+    local name=$1 path=$2 out="$work/callgrind.$1.$2" pid expected status
+    shift 2
     (cd "$work" && RUST_LOG=warn exec valgrind -q --tool=callgrind --instr-atstart=no \
         --cache-sim=yes --LL="$LL" --callgrind-out-file="$out" \
-        "$bin" serve --config "$path.toml" 2>>"$work/tollgate.log") &
+        "$@" 2>>"$work/$name.log") &
     pid=$!
     pids+=("$pid")
-    wait_port "$port" "$pid" "tollgate under valgrind" 120
+    wait_port "$port" "$pid" "$name under valgrind" 120
     if [[ $path == 429 ]]; then
         expected="429=$MEASURED"
         [[ $(send) == "200=$MEASURED" ]] || die "$name: the spending pass was not all 200"
@@ -124,9 +137,23 @@ declare -A result
 for i in "${!names[@]}"; do
     for path in ok 429; do
         log "${names[$i]}, $path path"
-        result[${names[$i]},$path]=$(measure "${names[$i]}" "${bins[$i]}" "$path")
+        result[${names[$i]},$path]=$(measure "${names[$i]}" "$path" "${bins[$i]}" serve --config "$path.toml")
     done
 done
+if [[ $ANCHOR == nginx ]]; then
+    for path in ok 429; do
+        log "nginx, $path path"
+        dir="$work/nginx-$path"
+        mkdir -p "$dir"
+        if [[ $path == ok ]]; then
+            nginx_config "$dir/nginx.conf" "$dir" "$upstream_port" single "$port $ok_count $ok_count"
+        else
+            nginx_config "$dir/nginx.conf" "$dir" "$upstream_port" single "$port 1 0"
+        fi
+        result[nginx,$path]=$(measure nginx "$path" "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf")
+    done
+    names+=(nginx)
+fi
 
 echo
 echo "tollgate work per request — $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -144,6 +171,8 @@ for name in "${names[@]}"; do
     done
 done
 echo
-echo "Per request, tollgate's user space only (callgrind; no kernel). I1 and D1:"
-echo "simulated first-level instruction and data cache misses; LL: last-level data"
-echo "misses, which go to memory."
+echo "Per request, each server's user space only (callgrind; no kernel; nginx: its"
+echo "one worker process). I1 and D1: simulated first-level instruction and data"
+echo "cache misses; LL: last-level data misses, which go to memory. valgrind does"
+echo "not offer the CPU's SHA instructions, so tollgate hashes each key with portable"
+echo "code here (about 3,400 instructions per request), more than on the CPU itself."

@@ -66,25 +66,7 @@ ROUNDS=${ROUNDS:-1}
 
 # --- tools ------------------------------------------------------------------
 
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
-if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    # Keep the package from starting a system nginx on port 80: this script
-    # runs its own. (Only when no policy says otherwise already.)
-    policy=/usr/sbin/policy-rc.d
-    own_policy=
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
-    fi
-    installed=1
-    { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; } || installed=
-    [[ -z $own_policy ]] || rm -f "$policy"
-    [[ -n $installed ]] || die "apt-get could not install ${missing[*]}"
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+need_tools wrk nginx
 if [[ -n ${SYSCALLS:-}${SCHED:-} ]]; then
     command -v perf >/dev/null || die "SYSCALLS=1 and SCHED=1 need perf (Debian: apt-get install linux-perf)"
 fi
@@ -209,66 +191,11 @@ python3 "$here/make_keys.py" "$work/keys.db" "$work/keys.txt" "$KEYS" >&2
 nginx_ok_port=$(free_port)
 nginx_429_port=$(free_port)
 mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<EOF
-# Written by bench/gateway/run.sh.
-worker_processes auto;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-
-events {
-    worker_connections 4096;
-}
-
-http {
-    access_log off;
-    client_body_temp_path $work/nginx/body;
-    proxy_temp_path $work/nginx/proxy;
-    fastcgi_temp_path $work/nginx/fastcgi;
-    uwsgi_temp_path $work/nginx/uwsgi;
-    scgi_temp_path $work/nginx/scgi;
-
-    upstream api {
-        server 127.0.0.1:$upstream_port;
-        keepalive 64;
-    }
-
-    # Keyed on the API-key header; 100k keys need about 13 MB of zone.
-    limit_req_zone \$http_x_api_key zone=keys_ok:64m rate=${ok_count}r/m;
-    limit_req_zone \$http_x_api_key zone=keys_429:64m rate=1r/m;
-    limit_req_status 429;
-    # Refusals are logged at this level, below error_log's: nothing is written
-    # per request (tollgate logs no 429 either).
-    limit_req_log_level info;
-
-    # Admitted path: $ok_count at once (burst, no delay), then one every
-    # 60/$ok_count s: close to tollgate's $OK_RATE rolling window.
-    server {
-        listen 127.0.0.1:$nginx_ok_port;
-        location / {
-            limit_req zone=keys_ok burst=$ok_count nodelay;
-            proxy_pass http://api;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Api-Key "";
-        }
-    }
-
-    # 429 path: one request per minute per key. The location proxies, so
-    # limit_req really runs (a location that only \`return\`s would answer
-    # before limit_req and measure nothing).
-    server {
-        listen 127.0.0.1:$nginx_429_port;
-        location / {
-            limit_req zone=keys_429 nodelay;
-            proxy_pass http://api;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Api-Key "";
-        }
-    }
-}
-EOF
+# Admitted path: $ok_count at once (burst, no delay), then one every
+# 60/$ok_count s: close to tollgate's $OK_RATE rolling window. 429 path: one
+# request per minute per key.
+nginx_config "$work/nginx/nginx.conf" "$work/nginx" "$upstream_port" workers \
+    "$nginx_ok_port $ok_count $ok_count" "$nginx_429_port 1 0"
 "$NGINX" -t -q -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf"
 
 start_nginx() { # → sets nginx_pid
