@@ -50,13 +50,13 @@ ANCHOR=${ANCHOR:-nginx}
 
 ((MEASURED <= KEYS)) || die "MEASURED ($MEASURED) must not exceed KEYS ($KEYS)"
 [[ $ANCHOR == nginx || $ANCHOR == none ]] || die "ANCHOR must be nginx or none (it is $ANCHOR)"
-ok_count=${OK_RATE%%/*}
-[[ ${OK_RATE#*/} == 60s ]] || die "OK_RATE must be N/60s (nginx limit_req counts per minute)"
 command -v valgrind >/dev/null || {
     log "installing valgrind"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null
 }
 if [[ $ANCHOR == nginx ]]; then
+    ok_count=${OK_RATE%%/*}
+    [[ ${OK_RATE#*/} == 60s ]] || die "OK_RATE must be N/60s for nginx, whose limit_req counts per minute (or set ANCHOR=none)"
     need_tools nginx
 fi
 

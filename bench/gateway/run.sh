@@ -568,7 +568,7 @@ per_round() { # name, anchor name, path → "ratio p99-ratio" per round
         t="$1-$3.$round" a="$2-$3.$round"
         [[ -n ${rps[$t]:-} && -n ${rps[$a]:-} ]] || continue
         awk -v t="${rps[$t]}" -v a="${rps[$a]}" -v tp="${p99[$t]}" -v ap="${p99[$a]}" \
-            'BEGIN { printf "%.6f %.6f\n", t / a, tp / ap }'
+            'BEGIN { printf "%.6f %.6f\n", t / a, (ap > 0 ? tp / ap : (tp > 0 ? 99 : 1)) }'
     done
 }
 if ((ROUNDS > 1)); then

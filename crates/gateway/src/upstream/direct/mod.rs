@@ -44,7 +44,7 @@ const MAX_TRAILER_BYTES: usize = 16 * 1024;
 /// Header fields the gateway adds to every answer it passes on
 /// (`RateLimit-Policy` and `RateLimit`): the answer's map is made with room
 /// for them, so that adding them does not grow it (a second allocation and
-/// every field hashed again).
+/// the map's index rebuilt).
 const ADDED_FIELDS: usize = 2;
 
 /// How much room a read gets in the buffer.
