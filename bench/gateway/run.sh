@@ -6,7 +6,8 @@
 #   bench/gateway/run.sh
 #
 # Prints requests/s, p99 latency and the share of non-2xx/3xx answers for each,
-# and the ratios tollgate/nginx. Only ratios measured side by side in one run
+# and the ratios tollgate/nginx; over six rounds or more, each median ratio with
+# its 95% confidence interval. Only ratios measured side by side in one run
 # mean anything on a shared machine: absolute figures move with whatever else
 # the cores are doing.
 #
