@@ -102,6 +102,13 @@ need_tools() { # command…
     NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 }
 
+# OK_RATE's count, for nginx's `limit_req`, which counts per minute: stops the
+# script unless OK_RATE is N/60s.
+nginx_ok_count() {
+    [[ ${OK_RATE#*/} == 60s ]] || die "OK_RATE must be N/60s for nginx, whose limit_req counts per minute (it is $OK_RATE)"
+    echo "${OK_RATE%%/*}"
+}
+
 # nginx's configuration for the benchmarks: a reverse proxy to the upstream on
 # UPSTREAM_PORT, with `limit_req` keyed on the API-key header, one server for
 # each "PORT PER_MINUTE BURST" argument (BURST 0: none; a burst of N lets N

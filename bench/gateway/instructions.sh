@@ -55,8 +55,7 @@ command -v valgrind >/dev/null || {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null
 }
 if [[ $ANCHOR == nginx ]]; then
-    ok_count=${OK_RATE%%/*}
-    [[ ${OK_RATE#*/} == 60s ]] || die "OK_RATE must be N/60s for nginx, whose limit_req counts per minute (or set ANCHOR=none)"
+    ok_count=$(nginx_ok_count)
     need_tools nginx
 fi
 
@@ -175,4 +174,4 @@ echo "Per request, each server's user space only (callgrind; no kernel; nginx: i
 echo "one worker process). I1 and D1: simulated first-level instruction and data"
 echo "cache misses; LL: last-level data misses, which go to memory. valgrind does"
 echo "not offer the CPU's SHA instructions, so tollgate hashes each key with portable"
-echo "code here (about 3,400 instructions per request), more than on the CPU itself."
+echo "code here, in more instructions than on the CPU itself."

@@ -81,9 +81,7 @@ python3 -c 'import sqlite3' || die "python3 has no sqlite3 module"
 
 # The configs below are written for nginx's reading of `limit_req`: rates under
 # 1r/s are written per minute.
-ok_count=${OK_RATE%%/*}
-ok_window=${OK_RATE#*/}
-[[ $ok_window == 60s ]] || die "OK_RATE must be N/60s (nginx limit_req counts per minute)"
+ok_count=$(nginx_ok_count)
 
 build_binaries
 TOLLGATE=${TOLLGATE_BIN:-$tollgate_bin}
