@@ -9,8 +9,13 @@ use axum::routing::get;
 
 const TOKEN: &str = "serve-test-admin-token-000";
 
+/// The binary under test: cargo's build, or the one `TOLLGATE_BIN` names, such
+/// as the deployment build of `scripts/build-pgo`, which BOLT rewrote after
+/// the compiler and linker were done with it.
 fn tollgate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+    Command::new(
+        std::env::var_os("TOLLGATE_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_tollgate").into()),
+    )
 }
 
 /// A loopback port that was free a moment ago.
